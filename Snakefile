@@ -1,0 +1,19 @@
+# Few-shot talking-head study: video -> preprocessing -> cells -> methods -> metrics -> Table 1.
+# The default config runs the demo subject the pipeline generates itself; see README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/preprocess.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,165 @@
+"""``gt-core``: the command line the Snakemake rules call (one sub-command per stage).
+
+Bad input ends the command with one line on stderr (``error: <file or key>: <problem> — fix: <fix>``) and exit
+status 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from gt_core.errors import InputError, TrainingDiverged
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], Callable[[argparse.ArgumentParser], None], str]] = {}
+
+
+def command(name: str, help: str):
+    """Register ``fn(args)`` as a sub-command whose arguments ``add_args(parser)`` declares."""
+    def wrap(add_args):
+        def deco(fn):
+            COMMANDS[name] = (fn, add_args, help)
+            return fn
+        return deco
+    return wrap
+
+
+# ----------------------------------------------------------------------------------------------- data + preprocess
+@command("demo", "generate the built-in demo subject (video with speech + ground-truth curves)")(
+    lambda p: (p.add_argument("--out", required=True), p.add_argument("--truth", required=True),
+               p.add_argument("--seed", type=int, default=0), p.add_argument("--duration", type=float, default=44.0),
+               p.add_argument("--size", type=int, default=512)))
+def _demo(args):
+    from gt_core.data.demo import DemoSpec, generate_demo
+
+    summary = generate_demo(args.out, args.truth, DemoSpec(seed=args.seed, duration_s=args.duration, size=args.size))
+    logging.info("demo: %s", summary)
+
+
+@command("probe", "probe a subject's video and check it is long enough for the split")(
+    lambda p: (p.add_argument("--video", required=True), p.add_argument("--out", required=True),
+               p.add_argument("--required-seconds", type=float, required=True),
+               p.add_argument("--fps", type=int, default=25)))
+def _probe(args):
+    from gt_core.preprocess.stages import probe_stage
+
+    probe_stage(args.video, args.out, args.required_seconds, args.fps)
+
+
+@command("crop", "fix the square head crop of a video from landmarks on sampled frames")(
+    lambda p: (p.add_argument("--video", required=True), p.add_argument("--probe", required=True),
+               p.add_argument("--out", required=True)))
+def _crop(args):
+    from gt_core.preprocess.stages import crop_stage
+
+    crop_stage(args.video, args.probe, args.out)
+
+
+@command("frames", "decode cropped, resized frames at 25 fps")(
+    lambda p: (p.add_argument("--video", required=True), p.add_argument("--probe", required=True),
+               p.add_argument("--crop", required=True), p.add_argument("--out", required=True),
+               p.add_argument("--resolution", type=int, required=True), p.add_argument("--fps", type=int, default=25)))
+def _frames(args):
+    from gt_core.preprocess.stages import frames_stage
+
+    frames_stage(args.video, args.probe, args.crop, args.out, args.resolution, args.fps)
+
+
+@command("audio", "extract 16 kHz mono audio aligned to the frames")(
+    lambda p: (p.add_argument("--video", required=True), p.add_argument("--probe", required=True),
+               p.add_argument("--out", required=True)))
+def _audio(args):
+    from gt_core.preprocess.stages import audio_stage
+
+    audio_stage(args.video, args.probe, args.out)
+
+
+@command("landmarks", "face-mesh landmarks and eye openness per frame")(
+    lambda p: (p.add_argument("--frames", required=True), p.add_argument("--out", required=True),
+               p.add_argument("--eyes", required=True), p.add_argument("--max-missing", type=int, default=0),
+               p.add_argument("--source", default=None)))
+def _landmarks(args):
+    from gt_core.preprocess.stages import landmarks_stage
+
+    landmarks_stage(args.frames, args.out, args.eyes, args.max_missing, args.source)
+
+
+@command("pose", "rigid head pose per frame + focal search; transforms.json")(
+    lambda p: (p.add_argument("--landmarks", required=True), p.add_argument("--out", required=True),
+               p.add_argument("--transforms", required=True),
+               p.add_argument("--canonical-frames", type=int, required=True,
+                              help="the first K frames (shortest training clip) define the canonical shape")))
+def _pose(args):
+    from gt_core.preprocess.stages import pose_stage
+
+    pose_stage(args.landmarks, args.out, args.transforms, range(0, args.canonical_frames))
+
+
+@command("masks", "parse frames into background / torso / head")(
+    lambda p: (p.add_argument("--frames", required=True), p.add_argument("--landmarks", required=True),
+               p.add_argument("--out", required=True)))
+def _masks(args):
+    from gt_core.preprocess.stages import masks_stage
+
+    masks_stage(args.frames, args.landmarks, args.out)
+
+
+@command("audio-features", "audio windows [n_frames, 16, C] for one extractor")(
+    lambda p: (p.add_argument("--wav", required=True), p.add_argument("--probe", required=True),
+               p.add_argument("--name", required=True), p.add_argument("--out", required=True)))
+def _audio_features(args):
+    from gt_core.preprocess.stages import audio_features_stage
+
+    audio_features_stage(args.wav, args.probe, args.name, args.out)
+
+
+@command("cell", "split a subject into one cell (train = first D s, test = common tail) + plate")(
+    lambda p: (p.add_argument("--data", required=True, help="the subject's data directory"),
+               p.add_argument("--duration", type=float, required=True), p.add_argument("--out", required=True),
+               p.add_argument("--audio-features", required=True), p.add_argument("--config", required=True,
+                                                                                  help="split settings as JSON")))
+def _cell(args):
+    import json
+
+    from gt_core.config import SplitSpec
+    from gt_core.data.cell import build_cell
+
+    settings = json.loads(args.config)
+    split = SplitSpec(**{**settings, "durations": tuple(settings["durations"])})
+    build_cell(args.data, args.duration, split, args.out, args.audio_features)
+
+
+# ---------------------------------------------------------------------------------------------------- entry point
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gt-core", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (fn, add_args, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(func=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    start = time.perf_counter()
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    logging.info("gt-core %s done in %.1f s", args.command, time.perf_counter() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Per-subject preprocessing stages: each reads files and writes files, one Snakemake rule each.
+
+Layout of a subject's data directory ``results/{subject}/data/`` (all frame arrays share the 25-fps clock):
+
+==================  ==========================================================================================
+``probe.json``      container facts (:class:`gt_core.io.video.VideoInfo`), validated against the split's needs
+``crop.json``       the fixed square head crop (source pixels) used for every frame
+``frames.npy``      uint8 ``[N, R, R, 3]`` cropped, resized RGB frames (memory-mappable)
+``audio.wav``       16 kHz mono PCM, exactly ``N / 25`` seconds
+``landmarks.npz``   face-mesh points ``[N, 478, 3]`` (pixels of the R×R frame) + ``found [N]``
+``eyes.npy``        float32 ``[N]`` raw eye openness (lid gap / eye width); cells normalise it on train frames
+``pose.npz``        head pose per frame + intrinsics + canonical shape; ``transforms.json`` (NeRF/3DGS convention)
+``labels.npz``      uint8 ``[N, R, R]`` parsing: 0 background, 1 torso + neck, 2 head
+``audio_{kind}.npy``  float32 ``[N, 16, C]`` audio windows
+==================  ==========================================================================================
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from gt_core.errors import InputError
+from gt_core.io.atomic import atomic_path, save_json, save_npy
+from gt_core.io.video import VideoInfo, extract_audio, probe_video, read_frames, read_wav, write_wav
+from gt_core.preprocess.landmarks import Landmarks, detect_landmarks, eye_openness
+
+log = logging.getLogger(__name__)
+AUDIO_RATE = 16000
+
+
+def probe_stage(video: str | Path, out_json: str | Path, required_seconds: float, fps: int = 25) -> VideoInfo:
+    """Probe ``video`` and check it can feed the split: has audio, long enough, a sane frame rate."""
+    info = probe_video(video)
+    if not info.has_audio:
+        raise InputError(video, "video has no audio track", "use a video with the subject's speech (methods are audio-driven)")
+    if info.duration + 0.5 / fps < required_seconds:
+        raise InputError(video, f"video is {info.duration:.2f} s long but the split needs {required_seconds:.2f} s "
+                                f"(longest training clip + gap + test tail)",
+                         "use a longer video, or lower `durations` / `test.seconds` / `test.gap_s` in the config")
+    if not 5 <= info.fps <= 120:
+        raise InputError(video, f"implausible frame rate {info.fps} fps", "re-encode it at 25 fps")
+    info.to_json(out_json)
+    log.info("probe %s: %dx%d %.2f fps %.2f s audio=%s Hz", video, info.width, info.height, info.fps,
+             info.duration, info.audio_rate)
+    return info
+
+
+def crop_stage(video: str | Path, probe_json: str | Path, out_json: str | Path, sample_fps: float = 5.0,
+               max_side: int = 640) -> None:
+    """Detect faces on a subsample of the raw video and fix one square head crop for the whole video."""
+    from gt_core.preprocess.crop import head_crop_box
+
+    info = VideoInfo.from_json(probe_json)
+    sample = read_frames(video, fps=sample_fps, max_side=max_side)
+    lms = detect_landmarks(sample, video_mode=True)
+    scale = info.width / sample.shape[2]
+    lms_src = Landmarks(lms.points * scale, lms.found, info.width, info.height)
+    box = head_crop_box(lms_src, source=str(video))
+    box.to_json(out_json)
+    log.info("crop %s: %s from %d sampled frames (%.0f%% with a face)", video, box, len(sample),
+             100 * lms.found_fraction)
+
+
+def frames_stage(video: str | Path, probe_json: str | Path, crop_json: str | Path, out_npy: str | Path,
+                 resolution: int, fps: int = 25) -> np.ndarray:
+    """Decode the video at ``fps``, crop the head square, resize to ``resolution``; exactly the probed frame count."""
+    from gt_core.preprocess.crop import CropBox
+
+    info = VideoInfo.from_json(probe_json)
+    box = CropBox.from_json(crop_json)
+    frames = read_frames(video, fps=fps, crop=(box.x0, box.y0, box.size), size=resolution)
+    expected = info.n_frames_25fps
+    if abs(len(frames) - expected) > 1:
+        raise InputError(video, f"decoded {len(frames)} frames at {fps} fps, the container implies {expected}",
+                         "re-encode the video with a constant frame rate (ffmpeg -r 25)")
+    if len(frames) < expected:  # ffmpeg's fps filter may drop the last partial frame: repeat it
+        frames = np.concatenate([frames, frames[-1:]], axis=0)
+    frames = frames[:expected]
+    save_npy(out_npy, frames)
+    return frames
+
+
+def audio_stage(video: str | Path, probe_json: str | Path, out_wav: str | Path, fps: int = 25) -> None:
+    """16 kHz mono wav, padded or trimmed to exactly ``n_frames / fps`` seconds so audio and frames share a clock."""
+    info = VideoInfo.from_json(probe_json)
+    with atomic_path(out_wav) as tmp:
+        extract_audio(video, tmp, rate=AUDIO_RATE)
+        audio, rate = read_wav(tmp)
+        n = int(round(info.n_frames_25fps / fps * AUDIO_RATE))
+        if len(audio) < 0.5 * n:
+            raise InputError(video, f"audio track holds {len(audio) / AUDIO_RATE:.2f} s for {n / AUDIO_RATE:.2f} s "
+                                    "of video (corrupt or truncated audio)", "re-mux the video with its full audio")
+        audio = np.pad(audio, (0, max(0, n - len(audio))))[:n]
+        write_wav(tmp, audio, AUDIO_RATE)
+
+
+def landmarks_stage(frames_npy: str | Path, out_npz: str | Path, out_eyes: str | Path, max_missing: int = 0,
+                    source: str | Path | None = None) -> Landmarks:
+    """Face mesh on every working frame; too many frames without a face is an error naming them."""
+    frames = np.load(frames_npy, mmap_mode="r")
+    lms = detect_landmarks(np.asarray(frames), video_mode=True, progress=True)
+    missing = np.flatnonzero(~lms.found)
+    if len(missing) > max_missing:
+        shown = ", ".join(f"{i} ({i / 25:.2f} s)" for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InputError(source or frames_npy, f"no face found in {len(missing)} of {len(lms)} frames: {shown}",
+                         "cut those frames out of the video, or raise `preprocess.max_missing_faces` "
+                         "to interpolate landmarks over them")
+    with atomic_path(out_npz) as tmp:
+        lms.save(tmp)
+    eyes = eye_openness(lms.interpolated()).astype(np.float32)
+    save_npy(out_eyes, eyes)
+    return lms
+
+
+def pose_stage(landmarks_npz: str | Path, out_npz: str | Path, out_transforms: str | Path,
+               canonical_frames: range) -> None:
+    """Rigid head pose per frame against the canonical shape of the frames every cell trains on."""
+    from gt_core.preprocess.pose import fit_head_pose
+
+    lms = Landmarks.load(landmarks_npz)
+    pose = fit_head_pose(lms, np.arange(canonical_frames.start, min(canonical_frames.stop, len(lms))))
+    with atomic_path(out_npz) as tmp:
+        pose.save(tmp)
+    with atomic_path(out_transforms) as tmp:
+        pose.write_transforms_json(tmp)
+    log.info("pose: focal %.1f px, mean reprojection error %.2f px", pose.focal, float(np.mean(pose.reproj_error_px)))
+
+
+def masks_stage(frames_npy: str | Path, landmarks_npz: str | Path, out_npz: str | Path) -> None:
+    """Per-frame parsing into background / torso + neck / head."""
+    from gt_core.preprocess.masks import save_labels, segment_frames
+
+    frames = np.asarray(np.load(frames_npy, mmap_mode="r"))
+    labels = segment_frames(frames, Landmarks.load(landmarks_npz), progress=True)
+    with atomic_path(out_npz) as tmp:
+        save_labels(tmp, labels)
+
+
+def audio_features_stage(wav: str | Path, probe_json: str | Path, name: str, out_npy: str | Path,
+                         fps: int = 25) -> None:
+    from gt_core.preprocess.audio_features import extract_audio_features
+
+    info = VideoInfo.from_json(probe_json)
+    save_npy(out_npy, extract_audio_features(wav, name, info.n_frames_25fps, fps))
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+__all__ = [
+    "probe_stage", "crop_stage", "frames_stage", "audio_stage", "landmarks_stage", "pose_stage", "masks_stage",
+    "audio_features_stage", "save_json",
+]
