@@ -132,6 +132,67 @@ def _cell(args):
     build_cell(args.data, args.duration, split, args.out, args.audio_features)
 
 
+# ------------------------------------------------------------------------------------------ methods + evaluation
+def _method_args(p):
+    p.add_argument("--cell", required=True, help="the cell directory (results/{subject}/{D}s/cell)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("train", "train one method on one cell (resumes from its periodic checkpoint)")(
+    lambda p: (_method_args(p), p.add_argument("--method", required=True), p.add_argument("--preset", required=True),
+               p.add_argument("--params", default="{}", help="hyper-parameter overrides as JSON"),
+               p.add_argument("--out", required=True, help="the method's cell directory"),
+               p.add_argument("--config-hash", default="")))
+def _train(args):
+    import json
+
+    from gt_core.methods.run import train_stage
+
+    train_stage(args.cell, args.method, args.preset, json.loads(args.params), args.out, args.device, args.seed,
+                args.config_hash)
+
+
+@command("render", "render a cell's test frames with a trained method")(
+    lambda p: (_method_args(p), p.add_argument("--train", required=True, help="the method's train.json"),
+               p.add_argument("--out", required=True)))
+def _render(args):
+    from gt_core.methods.run import render_stage
+
+    render_stage(args.cell, args.train, args.out, args.device, args.seed)
+
+
+@command("evaluate", "PSNR/SSIM/LPIPS/LMD of a cell's renders for every protocol")(
+    lambda p: (p.add_argument("--cell", required=True), p.add_argument("--renders", required=True),
+               p.add_argument("--train", required=True), p.add_argument("--out", required=True),
+               p.add_argument("--device", default="cpu")))
+def _evaluate(args):
+    from gt_core.metrics.cell_stage import evaluate_stage
+
+    evaluate_stage(args.cell, args.renders, args.train, args.out, args.device)
+
+
+@command("download-weights", "fetch the LPIPS AlexNet backbone (the only command that downloads; needs network)")(
+    lambda p: p.add_argument("--out", default=None, help="default: <torch hub dir>/checkpoints/<file>"))
+def _download_weights(args):
+    import urllib.request
+
+    from gt_core.io.atomic import atomic_path
+    from gt_core.metrics.lpips_metric import ALEXNET_URL, alexnet_weights_path, verify_alexnet_weights
+
+    out = args.out or alexnet_weights_path()
+    with atomic_path(out) as tmp:
+        try:
+            urllib.request.urlretrieve(ALEXNET_URL, tmp)
+        except OSError as err:
+            raise InputError(ALEXNET_URL, f"download failed ({err})", "run this rule on a machine that is online, "
+                             f"or copy the file to {out} by hand") from err
+        if not verify_alexnet_weights(tmp):
+            raise InputError(ALEXNET_URL, "checksum mismatch (sha256 does not start with 7be5be79)",
+                             "retry; if it persists the file on the server changed")
+    logging.info("AlexNet weights verified and saved to %s", out)
+
+
 # ---------------------------------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gt-core", description=__doc__.splitlines()[0])

@@ -6,8 +6,8 @@ Conventions (DESIGN.md §3):
   ``-10·log10(mean((pred - gt)²))`` exactly as the ER-NeRF/SyncTalk ``PSNRMeter``. Identical images give ``+inf``;
   the per-frame value stays ``inf``. Means over frames use :func:`cap_psnr` (values above
   :data:`PSNR_CAP_DB` = 100 dB are clipped to 100 dB, i.e. MSE floored at 1e-10) and report how many were capped.
-  100 dB is above anything a real render reaches (a single uint8 step in one channel of one 128² pixel is ~97 dB), so
-  the cap only acts on (near-)exact copies.
+  100 dB is above anything a real render reaches (a single uint8 step in one channel of one pixel is ~95 dB at 128²,
+  ~107 dB at 512²), so the cap only acts on (near-)exact copies.
 * **SSIM** — ``skimage.metrics.structural_similarity(gt, pred, data_range=1, channel_axis=-1)`` with scikit-image's
   defaults: 7×7 uniform window, ``gaussian_weights=False``, K1=0.01, K2=0.03, sample covariance; mean SSIM over
   pixels and channels. None of the three original repositories ships an evaluation SSIM (GaussianTalker trains with an

@@ -1,14 +1,30 @@
 # Helpers, input functions, wildcard constraints and target lists. Rules hold no Python logic.
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
+import yaml
+
+from gt_core.metrics.lpips_metric import alexnet_weights_path
 from gt_core.config import SplitSpec, config_hash, duration_label, validate_config
+
+# A --configfile that names its own subjects replaces the demo subject instead of being merged with it.
+for _path in reversed(getattr(workflow, "overwrite_configfiles", None) or []):
+    _user = yaml.safe_load(Path(_path).read_text()) or {}
+    if "subjects" in _user:
+        config["subjects"] = _user["subjects"]
+        break
 
 validate_config(config, source="config")
 
-GT = f'"{sys.executable}" -m gt_core.cli'
+envvars:
+    "PATH",
+
+
+# Rules call the `gt-core` CLI of the environment Snakemake runs in (also when .venv is not activated).
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 SPLIT = SplitSpec.from_config(config)
 SUBJECTS = list(config["subjects"])
 DURATIONS = [duration_label(d) for d in config["durations"]]
@@ -19,6 +35,7 @@ wildcard_constraints:
     subject="|".join(re.escape(s) for s in SUBJECTS),
     duration="|".join(re.escape(d) for d in DURATIONS),
     feature="mel|wakeword|deepspeech|hubert",
+    method="|".join(re.escape(m) for m in config["methods"]),
 
 
 def subject_video(wildcards):
@@ -37,11 +54,34 @@ def duration_seconds(wildcards):
 
 
 DEMO_VIDEO = "resources/videos/demo.mp4"
+ALEXNET_WEIGHTS = str(alexnet_weights_path())  # LPIPS backbone, in the torch hub cache (rule download_weights)
+
+
+METHODS = list(config["methods"])
+GPU_METHODS = {"gaussiantalker"}  # methods whose train/render jobs ask a cluster for a GPU
+
+
+def method_params_json(wildcards):
+    """The method's hyper-parameter overrides: a rule param, so changing them re-runs only that method's cells."""
+    return json.dumps(config["method_params"].get(wildcards.method, {}), sort_keys=True)
+
+
+def method_gpus(wildcards):
+    return 1 if wildcards.method in GPU_METHODS and config["device"] != "cpu" else 0
 
 
 def cell_targets():
     return expand("results/{subject}/{duration}/cell/cell.json", subject=SUBJECTS, duration=DURATIONS)
 
 
+def metrics_targets():
+    return expand(
+        "results/{subject}/{duration}/{method}/metrics.json",
+        subject=SUBJECTS,
+        duration=DURATIONS,
+        method=METHODS,
+    )
+
+
 def all_targets():
-    return cell_targets()
+    return cell_targets() + metrics_targets()

@@ -13,6 +13,8 @@ rule demo_video:
         "logs/demo_video.log",
     benchmark:
         "benchmarks/out/demo_video.tsv"
+    conda:
+        "../../envs/environment.yaml"
     shell:
-        "{GT} demo --out {output.video} --truth {output.truth} --seed {params.seed} "
+        "gt-core demo --out {output.video} --truth {output.truth} --seed {params.seed} "
         "--duration {params.duration} --size {params.size} > {log} 2>&1"

@@ -12,8 +12,10 @@ rule probe:
         fps=config["fps"],
     log:
         "logs/{subject}/probe.log",
+    conda:
+        "../../envs/environment.yaml"
     shell:
-        "{GT} probe --video {params.video} --out {output} --required-seconds {params.required} "
+        "gt-core probe --video {params.video} --out {output} --required-seconds {params.required} "
         "--fps {params.fps} > {log} 2>&1"
 
 
@@ -29,8 +31,10 @@ rule crop:
         "logs/{subject}/crop.log",
     benchmark:
         "results/{subject}/data/benchmarks/crop.tsv"
+    conda:
+        "../../envs/environment.yaml"
     shell:
-        "{GT} crop --video {params.video} --probe {input.probe} --out {output} > {log} 2>&1"
+        "gt-core crop --video {params.video} --probe {input.probe} --out {output} > {log} 2>&1"
 
 
 rule frames:
@@ -48,8 +52,10 @@ rule frames:
         "logs/{subject}/frames.log",
     benchmark:
         "results/{subject}/data/benchmarks/frames.tsv"
+    conda:
+        "../../envs/environment.yaml"
     shell:
-        "{GT} frames --video {params.video} --probe {input.probe} --crop {input.crop} --out {output} "
+        "gt-core frames --video {params.video} --probe {input.probe} --crop {input.crop} --out {output} "
         "--resolution {params.resolution} --fps {params.fps} > {log} 2>&1"
 
 
@@ -63,8 +69,10 @@ rule audio:
         video=video_path,
     log:
         "logs/{subject}/audio.log",
+    conda:
+        "../../envs/environment.yaml"
     shell:
-        "{GT} audio --video {params.video} --probe {input.probe} --out {output} > {log} 2>&1"
+        "gt-core audio --video {params.video} --probe {input.probe} --out {output} > {log} 2>&1"
 
 
 rule landmarks:
@@ -80,8 +88,10 @@ rule landmarks:
         "logs/{subject}/landmarks.log",
     benchmark:
         "results/{subject}/data/benchmarks/landmarks.tsv"
+    conda:
+        "../../envs/environment.yaml"
     shell:
-        "{GT} landmarks --frames {input} --out {output.landmarks} --eyes {output.eyes} "
+        "gt-core landmarks --frames {input} --out {output.landmarks} --eyes {output.eyes} "
         "--max-missing {params.max_missing} --source {params.video} > {log} 2>&1"
 
 
@@ -97,8 +107,10 @@ rule pose:
         "logs/{subject}/pose.log",
     benchmark:
         "results/{subject}/data/benchmarks/pose.tsv"
+    conda:
+        "../../envs/environment.yaml"
     shell:
-        "{GT} pose --landmarks {input} --out {output.pose} --transforms {output.transforms} "
+        "gt-core pose --landmarks {input} --out {output.pose} --transforms {output.transforms} "
         "--canonical-frames {params.canonical_frames} > {log} 2>&1"
 
 
@@ -112,8 +124,10 @@ rule masks:
         "logs/{subject}/masks.log",
     benchmark:
         "results/{subject}/data/benchmarks/masks.tsv"
+    conda:
+        "../../envs/environment.yaml"
     shell:
-        "{GT} masks --frames {input.frames} --landmarks {input.landmarks} --out {output} > {log} 2>&1"
+        "gt-core masks --frames {input.frames} --landmarks {input.landmarks} --out {output} > {log} 2>&1"
 
 
 rule audio_features:
@@ -126,8 +140,10 @@ rule audio_features:
         "logs/{subject}/audio_{feature}.log",
     benchmark:
         "results/{subject}/data/benchmarks/audio_{feature}.tsv"
+    conda:
+        "../../envs/environment.yaml"
     shell:
-        "{GT} audio-features --wav {input.wav} --probe {input.probe} --name {wildcards.feature} "
+        "gt-core audio-features --wav {input.wav} --probe {input.probe} --name {wildcards.feature} "
         "--out {output} > {log} 2>&1"
 
 
@@ -159,7 +175,9 @@ rule cell:
         feature=config["audio_features"],
     log:
         "logs/{subject}/{duration}/cell.log",
+    conda:
+        "../../envs/environment.yaml"
     shell:
-        "{GT} cell --data results/{wildcards.subject}/data --duration {params.duration} "
+        "gt-core cell --data results/{wildcards.subject}/data --duration {params.duration} "
         "--out results/{wildcards.subject}/{wildcards.duration}/cell --audio-features {params.feature} "
         "--config '{params.split}' > {log} 2>&1"

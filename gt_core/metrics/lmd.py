@@ -1,0 +1,85 @@
+"""LMD — landmark (mouth) distance between a render and its ground-truth frame.
+
+Definition (DESIGN.md §3, after the ER-NeRF/SyncTalk ``LMDMeter``): the same detector runs on the render and on the
+ground truth — here mediapipe face mesh (``detect_landmarks(..., video_mode=False)``) instead of FAN-68 — and the 40
+lip points (:data:`gt_core.preprocess.landmarks.LIPS`) are taken in 2D. Each set is centred on its own mean, and LMD is
+the mean Euclidean distance between corresponding points, expressed in pixels of a 512-px-wide frame
+(``× 512 / frame width``; no other normalisation). A frame where no face is found in the render or in the ground truth
+gets NaN and is counted as missed; it is never dropped silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gt_core.preprocess.landmarks import LIPS, Landmarks, detect_landmarks
+
+LMD_REFERENCE_WIDTH = 512  # LMD is reported in pixels of a frame this wide
+N_LIP_POINTS = len(LIPS)  # 40
+
+
+def lip_points(landmarks: Landmarks) -> np.ndarray:
+    """2D lip points of every frame: ``Landmarks -> [N, 40, 2]`` float64 pixels, NaN where no face was found."""
+    pts = landmarks.points[:, LIPS, :2].astype(np.float64)
+    pts[~landmarks.found] = np.nan
+    return pts
+
+
+def lmd_from_points(pred: np.ndarray, gt: np.ndarray, width: int) -> np.ndarray:
+    """Mean-centred lip distance per frame: ``[N, P, 2] x2 -> [N]`` in 512-px-frame pixels; NaN if a set has NaN.
+
+    ``width`` is the width in pixels of the frames both point sets were measured on.
+    """
+    assert pred.shape == gt.shape and pred.ndim == 3 and pred.shape[-1] == 2, (pred.shape, gt.shape)
+    assert width > 0
+    with np.errstate(invalid="ignore"):
+        a = pred - pred.mean(axis=1, keepdims=True)  # [N, P, 2]
+        b = gt - gt.mean(axis=1, keepdims=True)
+        d = np.linalg.norm(a - b, axis=-1).mean(axis=1)  # [N]; NaN propagates from any missing point
+    return d * (LMD_REFERENCE_WIDTH / float(width))
+
+
+@dataclass
+class LmdResult:
+    """Per-frame LMD and which detections succeeded."""
+
+    values: np.ndarray  # [N] float64, 512-px pixels; NaN where missed
+    render_found: np.ndarray  # [N] bool, face found in the render
+    gt_found: np.ndarray  # [N] bool, face found in (or supplied for) the ground truth
+
+    @property
+    def missed(self) -> np.ndarray:
+        """[N] bool: LMD undefined for this frame (no face in the render or in the ground truth)."""
+        return ~(self.render_found & self.gt_found)
+
+    @property
+    def n_missed(self) -> int:
+        return int(self.missed.sum())
+
+
+def compute_lmd(
+    renders: np.ndarray,  # [N, H, W, 3] uint8
+    targets: np.ndarray | None = None,  # [N, H, W, 3] uint8; needed unless gt_lip_points is given
+    gt_lip_points: np.ndarray | None = None,  # [N, 40, 2] precomputed GT lip points in pixels of the H×W frame
+    progress: bool = False,
+) -> LmdResult:
+    """Detect lips on the renders (and on the targets unless ``gt_lip_points`` is given) and compute LMD per frame.
+
+    Precomputed ground-truth points must be in pixels of frames of the renders' size (rescale them first if the
+    landmarks were detected at another resolution); rows with NaN count as "no face in the ground truth".
+    """
+    assert renders.ndim == 4 and renders.shape[-1] == 3 and renders.dtype == np.uint8, (renders.shape, renders.dtype)
+    n, h, w, _ = renders.shape
+    if gt_lip_points is None:
+        assert targets is not None, "compute_lmd needs targets or gt_lip_points"
+        assert targets.shape == renders.shape and targets.dtype == np.uint8, (targets.shape, targets.dtype)
+        gt_pts = lip_points(detect_landmarks(targets, video_mode=False, progress=progress))
+    else:
+        gt_pts = np.asarray(gt_lip_points, dtype=np.float64)
+        assert gt_pts.shape == (n, N_LIP_POINTS, 2), gt_pts.shape
+    gt_found = np.isfinite(gt_pts).all(axis=(1, 2))
+    pred_lm = detect_landmarks(renders, video_mode=False, progress=progress)
+    values = lmd_from_points(lip_points(pred_lm), gt_pts, w)  # [N]
+    values[~(pred_lm.found & gt_found)] = np.nan
+    return LmdResult(values=values, render_found=pred_lm.found.copy(), gt_found=gt_found)
