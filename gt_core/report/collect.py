@@ -227,8 +227,12 @@ def collect_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
     if df.empty:
         return df
     df["duration_s"] = pd.to_numeric(df["duration_s"])
-    for col in ("mean", "std", "n", "n_frames", "n_missed_faces", "wall_time_s"):
+    for col in ("mean", "std", "wall_time_s"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for col in ("n", "n_frames", "n_missed_faces"):  # counts: nullable integers (<NA> where not reported)
+        values = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        finite = values.dropna()
+        df[col] = values.astype("Int64") if (finite == finite.round()).all() else values
     method_rank = {m: i for i, m in enumerate(order_methods(df["method"]))}
     metric_rank = {m: i for i, m in enumerate(METRICS)}
     protocol_rank = {p: i for i, p in enumerate(PROTOCOLS)}

@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from gt_core.report.collect import METRICS, duration_label, method_label, metric_label, order_methods
+from gt_core.report.collect import METRICS, method_label, metric_label, order_methods
 
 # Okabe–Ito colour-blind-safe palette, fixed per method so every figure of the study uses the same colours.
 METHOD_STYLE: dict[str, dict[str, str]] = {
@@ -147,6 +147,7 @@ def plot_metrics_vs_duration(
             if drawn == 0:
                 ax.set_xlim(x.min() - 0.1 * span, x.max() + 0.1 * span)
                 ax.set_yticks([])
+                ax.spines["left"].set_visible(False)
                 ax.grid(False)
                 ax.text(0.5, 0.5, textwrap.fill(_reason(sub), 40), transform=ax.transAxes, ha="center",
                         va="center", fontsize=9, color="0.35", style="italic", wrap=True,
@@ -164,14 +165,15 @@ def plot_metrics_vs_duration(
             for m in method_list
         ]
         if handles:
-            fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 6), frameon=False)
+            ncol = len(handles) if len(handles) <= 4 else -(-len(handles) // 2)  # at most two legend rows
+            fig.legend(handles=handles, loc="outside upper center", ncol=ncol, frameon=False)
         if single:
             note = (f"Single subject ({subjects[0]}): light error bars = ±1 s.d. over its test frames "
                     "(not over subjects).")
         else:
             note = f"Mean over {len(subjects)} subjects; error bars = ±1 s.d. over subjects."
-        note += f" Protocol “{protocol}”. Durations: {', '.join(duration_label(d) for d in duration_list)}."
-        fig.text(0.5, 0.0, note, ha="center", va="bottom", fontsize=8.5, color="0.3")
+        note += f" Evaluation protocol “{protocol}”."
+        fig.text(0.5, 0.0, textwrap.fill(note, 130),  ha="center", va="bottom", fontsize=8.5, color="0.3")
         fig.get_layout_engine().set(h_pad=0.06, rect=(0, 0.03, 1, 0.97))
         if title:
             fig.suptitle(title, fontsize=12, fontweight="bold")

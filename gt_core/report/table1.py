@@ -225,12 +225,13 @@ def table1_markdown(
     caption: str = DEFAULT_CAPTION,
     std: pd.DataFrame | None = None,
     exclude: Iterable[str] = NOT_RANKED,
+    heading: str = "Table 1.",
 ) -> str:
     """Markdown text of the table (see :func:`write_table1_markdown`); ``std`` adds "± std" to each value."""
     exclude = tuple(exclude)
     best = best_cells(wide, exclude)
     header = ["Metric"] + [f"{_header_method(m, exclude)} {d}" for m, d in wide.columns]
-    lines = [f"**Table 1.** {caption}", "", "| " + " | ".join(header) + " |",
+    lines = [f"**{heading}** {caption}", "", "| " + " | ".join(header) + " |",
              "| :-- | " + " | ".join("--:" for _ in wide.columns) + " |"]
     for label in wide.index:
         metric = _LABEL_TO_METRIC.get(label, label)
@@ -361,7 +362,7 @@ def write_per_subject_tables(
         written.append(write_table1_csv(wide, out_dir / f"{subject}.csv"))
         caption = f"Subject `{subject}`: mean ± std over the test frames."
         md = out_dir / f"{subject}.md"
-        md.write_text(table1_markdown(wide, caption, std=std))
+        md.write_text(table1_markdown(wide, caption, std=std, heading="Per-subject table."))
         written.append(md)
     return written
 

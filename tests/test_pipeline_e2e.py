@@ -1,0 +1,125 @@
+"""The real DAG on a tiny config: a short generated demo subject through preprocessing, cells, methods, metrics.
+
+One Snakemake run (session fixture) in a temporary working directory; the tests then check what it produced
+against the demo generator's ground truth.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+FPS = 25
+TINY_CONFIG = {
+    "subjects": {"demo": {"video": "resources/videos/demo.mp4"}},
+    "demo": {"seed": 3, "duration_s": 12, "size": 256},
+    "durations": [2, 4],
+    "test": {"mode": "tail", "gap_s": 0.5, "seconds": 3.0},
+    "resolution": 128,
+    "preset": "tiny",
+    "device": "cpu",
+    "methods": ["retrieval"],
+}
+
+
+def run_snakemake(workdir: Path, *targets: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *extra, *targets]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+
+
+def explain(proc: subprocess.CompletedProcess, workdir: Path) -> str:
+    logs = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted((workdir / "logs").rglob("*.log")))
+    return f"snakemake failed:\n{proc.stderr[-4000:]}\n{logs[-8000:]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("dag")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    proc = run_snakemake(workdir, "all")
+    assert proc.returncode == 0, explain(proc, workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def truth(tiny_run):
+    from gt_core.data.demo import load_truth
+
+    return load_truth(tiny_run / "resources/videos/demo_truth.npz")
+
+
+def test_exact_frame_count_and_audio_length(tiny_run):
+    from gt_core.io.video import read_wav
+
+    frames = np.load(tiny_run / "results/demo/data/frames.npy", mmap_mode="r")
+    assert frames.shape == (12 * FPS, 128, 128, 3)
+    audio, rate = read_wav(tiny_run / "results/demo/data/audio.wav")
+    assert abs(len(audio) / rate - len(frames) / FPS) <= 1 / FPS
+
+
+def test_landmarks_found_on_demo(tiny_run):
+    from gt_core.preprocess.landmarks import Landmarks
+
+    lms = Landmarks.load(tiny_run / "results/demo/data/landmarks.npz")
+    assert lms.found_fraction >= 0.95
+
+
+def rotation_angle_deg(a: np.ndarray) -> np.ndarray:
+    """Angle of rotation matrices ``[..., 3, 3]`` in degrees."""
+    cos = (np.trace(a, axis1=-2, axis2=-1) - 1) / 2
+    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+
+def test_head_rotation_matches_generator(tiny_run, truth):
+    """Tracked rotations equal the generator's up to one constant offset (their reference frames differ)."""
+    from gt_core.preprocess.pose import HeadPose
+
+    pose = HeadPose.load(tiny_run / "results/demo/data/pose.npz")
+    est, gt = pose.R.astype(np.float64), truth.R.astype(np.float64)  # [N, 3, 3] each, head -> camera axes
+    assert est.shape == gt.shape
+    u, _, vt = np.linalg.svd(np.einsum("nji,njk->ik", gt, est))  # best constant Q with est ≈ gt @ Q
+    q = u @ np.diag([1, 1, np.linalg.det(u @ vt)]) @ vt
+    errors = rotation_angle_deg(np.einsum("nij,njk->nik", np.transpose(gt @ q, (0, 2, 1)), est))
+    assert errors.mean() <= 2.0, f"mean rotation error {errors.mean():.2f} deg"
+    assert rotation_angle_deg(np.einsum("nji,njk->nik", gt[:1], gt)).max() > 1.0  # the head did move
+
+
+def test_mouth_opening_follows_visemes(tiny_run, truth):
+    from gt_core.preprocess.landmarks import Landmarks, mouth_opening
+
+    lms = Landmarks.load(tiny_run / "results/demo/data/landmarks.npz")
+    opening = mouth_opening(lms.interpolated())
+    r = np.corrcoef(opening, truth.jaw_open)[0, 1]
+    assert r >= 0.8, f"r = {r:.3f}"
+
+
+def test_cells_split_without_overlap_and_plate_from_training(tiny_run):
+    frames = np.load(tiny_run / "results/demo/data/frames.npy", mmap_mode="r")
+    tests = set()
+    for d in (2, 4):
+        meta = json.loads((tiny_run / f"results/demo/{d}s/cell/cell.json").read_text())
+        train, test = range(*meta["train"]), range(*meta["test"])
+        assert train == range(0, d * FPS)
+        assert not set(train) & set(test)
+        tests.add((test.start, test.stop))
+    assert tests == {(int(4.5 * FPS), int(7.5 * FPS))}  # common tail for every duration
+    assert len(frames) == 12 * FPS
+
+
+def test_every_cell_has_metrics_for_every_protocol(tiny_run):
+    for d in (2, 4):
+        m = json.loads((tiny_run / f"results/demo/{d}s/retrieval/metrics.json").read_text())
+        assert m["n_frames"] == 3 * FPS
+        for protocol in ("head", "face"):
+            assert m["protocols"][protocol]["psnr"]["mean"] > 10
+        assert "not applicable" in m["protocols"]["full"]["status"]
+        assert m["provenance"]["config_hash"] and m["provenance"]["torch"]
