@@ -193,6 +193,39 @@ def _download_weights(args):
     logging.info("AlexNet weights verified and saved to %s", out)
 
 
+# -------------------------------------------------------------------------------------------------------- reports
+def _grid_args(p):
+    p.add_argument("--methods", nargs="+", required=True)
+    p.add_argument("--durations", nargs="+", type=float, required=True)
+
+
+@command("tables", "Table 1 (csv, md, tex; head and face protocols), long csv, per-subject tables")(
+    lambda p: (_grid_args(p), p.add_argument("--metrics", nargs="+", required=True),
+               p.add_argument("--out-dir", required=True)))
+def _tables(args):
+    from gt_core.report.build import tables_stage
+
+    tables_stage(args.metrics, args.out_dir, args.methods, args.durations)
+
+
+@command("figure", "metrics vs training duration, one panel per metric")(
+    lambda p: (_grid_args(p), p.add_argument("--metrics", nargs="+", required=True),
+               p.add_argument("--out", required=True)))
+def _figure(args):
+    from gt_core.report.build import figure_stage
+
+    figure_stage(args.metrics, args.out, args.methods, args.durations)
+
+
+@command("qualitative", "Figure-2-style grid and side-by-side video of one subject's test frames")(
+    lambda p: (_grid_args(p), p.add_argument("--subject", required=True), p.add_argument("--results", default="results"),
+               p.add_argument("--out-png", required=True), p.add_argument("--out-mp4", required=True)))
+def _qualitative(args):
+    from gt_core.report.build import qualitative_stage
+
+    qualitative_stage(args.results, args.subject, args.methods, args.durations, args.out_png, args.out_mp4)
+
+
 # ---------------------------------------------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gt-core", description=__doc__.splitlines()[0])

@@ -25,6 +25,8 @@ Every evaluated cell (subject, training duration D, method) writes
 * the protocol's own ``status`` (e.g. ``"not applicable: method renders only the head"``) when the whole protocol
   does not apply to the method.
 
+Keys of a protocol block that are not metric objects (e.g. the face protocol's ``crop`` description) are skipped.
+``wall_time_s`` is the provenance's ``train_wall_time_s`` (as the evaluate stage writes it) or ``wall_time_s``.
 The provenance columns repeat the cell's ``provenance`` block on each of its rows so that the sidecar writer
 (:func:`gt_core.report.table1.write_provenance_sidecar`) can list every config hash and code version that went
 into a table.
@@ -180,13 +182,17 @@ def record_rows(record: dict[str, Any], path: Path) -> list[dict[str, Any]]:
         "n_frames": _number(record.get("n_frames"), path, "n_frames"),
         "n_missed_faces": _number(record.get("n_missed_faces"), path, "n_missed_faces"),
         **{key: provenance.get(key) for key in _PROVENANCE_KEYS},
+        # the evaluate stage records the training time as train_wall_time_s; older/simpler records as wall_time_s
+        "wall_time_s": provenance.get("train_wall_time_s", provenance.get("wall_time_s")),
         "source": str(path),
     }
     rows: list[dict[str, Any]] = []
     for protocol, block in record["protocols"].items():
         if not isinstance(block, dict):
             raise InputError(path, f"malformed metrics.json: protocol `{protocol}` is not an object", _FIX)
-        metric_keys = [k for k in block if k != "status"]
+        # metric entries are the objects with a "mean" (plus the Table-1 metrics, which must be objects); other
+        # keys (e.g. the face protocol's "crop" description) are descriptive and skipped
+        metric_keys = [k for k, v in block.items() if k in METRICS or (isinstance(v, dict) and "mean" in v)]
         if not metric_keys:  # the whole protocol does not apply (or was not run): one row per Table-1 metric
             status = str(block.get("status") or "unavailable: protocol not computed")
             for metric in METRICS:

@@ -114,6 +114,8 @@ def plot_metrics_vs_duration(
     else:
         duration_list = [float(d) for d in durations]
     subjects = sorted(sub_all["subject"].unique())
+    if not method_list or not duration_list:
+        raise ValueError(f"plot_metrics_vs_duration: no metrics for protocol {protocol!r} in the given table")
     single = len(subjects) == 1
     x = np.asarray(duration_list, dtype=float)  # [D]
     span = float(x.max() - x.min()) if len(x) > 1 else 1.0
@@ -153,8 +155,8 @@ def plot_metrics_vs_duration(
                         va="center", fontsize=9, color="0.35", style="italic", wrap=True,
                         bbox={"boxstyle": "round,pad=0.5", "facecolor": "0.96", "edgecolor": "0.8"})
             elif missing:
-                ax.text(0.99, 0.02, "n/a: " + ", ".join(missing), transform=ax.transAxes, ha="right", va="bottom",
-                        fontsize=8, color="0.4", style="italic")
+                ax.text(1.0, 1.01, "n/a: " + ", ".join(missing), transform=ax.transAxes, ha="right", va="bottom",
+                        fontsize=8, color="0.4", style="italic")  # above the plot area, right of the title
             ax.set_xticks(x)
             ax.set_xticklabels([f"{d:g}" for d in x])
         for ax in axes[-1]:

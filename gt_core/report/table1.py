@@ -178,8 +178,10 @@ def unavailable_notes(wide: pd.DataFrame) -> list[str]:
 
 
 def _subjects_note(wide: pd.DataFrame) -> str:
-    subjects = wide.attrs.get("subjects", [])
-    protocol = wide.attrs.get("protocol", "?")
+    subjects = wide.attrs.get("subjects")
+    protocol = wide.attrs.get("protocol")
+    if not subjects or not protocol:  # e.g. a table read back from csv
+        return "Mean over subjects."
     noun = "subject" if len(subjects) == 1 else "subjects"
     return f"Protocol `{protocol}`; mean over {len(subjects)} {noun} ({', '.join(subjects)})."
 

@@ -83,5 +83,22 @@ def metrics_targets():
     )
 
 
+def subject_renders(wildcards):
+    return expand("results/{subject}/{duration}/{method}/renders.npz", subject=wildcards.subject,
+                  duration=DURATIONS, method=METHODS)
+
+
+def subject_cells(wildcards):
+    return expand("results/{subject}/{duration}/cell/cell.json", subject=wildcards.subject, duration=DURATIONS)
+
+
+def report_targets():
+    return [
+        "reports/table1.csv",
+        "reports/figures/metrics_vs_duration.png",
+        *expand("reports/figures/qualitative_{subject}.png", subject=SUBJECTS),
+    ]
+
+
 def all_targets():
-    return cell_targets() + metrics_targets()
+    return cell_targets() + metrics_targets() + report_targets()
