@@ -260,6 +260,7 @@ EYES = (  # (upper lid arc, lower lid arc), both from corner to corner
     (np.array([33, 246, 161, 160, 159, 158, 157, 173, 133]), np.array([33, 7, 163, 144, 145, 153, 154, 155, 133])),
     (np.array([263, 466, 388, 387, 386, 385, 384, 398, 362]), np.array([263, 249, 390, 373, 374, 380, 381, 382, 362])),
 )
+LIGHT_DIR = np.array([-0.25, -0.35, -1.0]) / np.linalg.norm([-0.25, -0.35, -1.0])  # towards the key light
 N_MESH = 468  # vertices of the tessellation (iris points 468-477 are not warped vertices)
 
 
@@ -322,6 +323,7 @@ class DemoScene:
     width_field: np.ndarray  # [V, 3] float32, displacement at lip_width = +1
     round_field: np.ndarray  # [V, 3] float32, displacement at lip_round = 1
     blink_field: np.ndarray  # [V, 3] float32, displacement at blink = 1 (upper lids onto the lower lids)
+    normals: np.ndarray  # [V, 3] float32, unit surface normals (towards the camera) for relighting on rotation
     teeth_height: np.ndarray  # [9] float32, px of upper teeth visible below each upper inner-lip point
     triangles: np.ndarray  # [T, 3] int, warp triangles (vertex ids)
     pivot: np.ndarray  # [3] float32, head rotation pivot (near the neck, behind the face)
@@ -463,10 +465,13 @@ def prepare_scene(size: int = 512) -> DemoScene:
         return float(0.3 + 0.7 * np.sqrt(max(0.0, 1.0 - min(dx * dx, 1.0))))
 
     # jaw: lower lip and chin drop by D (and go back a little), the upper lip lifts slightly
+    # The chin drops less than the lower lip (in a frontal view the mandible's rotation carries the chin mostly
+    # backwards); a chin following the lip one-to-one also makes mediapipe read the opening jaw as a head pitch.
     D = 0.42 * mouth_w  # px the lower lip drops at jaw_open = 1
+    chin_share = 0.2
     fixed: dict[int, np.ndarray] = {k: np.zeros(3) for k in still + upper_oval}
     for k in lower_oval:
-        fixed[k] = np.array([0.0, D, 0.25 * D]) * chin_profile[k]
+        fixed[k] = np.array([0.0, chin_share * D, 0.6 * D]) * chin_profile[k]
     for arc in (INNER_LOWER, OUTER_LOWER):
         for k in arc[1:-1]:
             fixed[int(k)] = np.array([0.0, D, 0.25 * D]) * lip_profile(k)
@@ -555,6 +560,17 @@ def prepare_scene(size: int = 512) -> DemoScene:
             c, d = outer_ring[k], outer_ring[(k + 1) % n_ring]
             tris += [(a, b, c), (b, d, c)]
     pivot = np.array([centre[0], face[152, 1], z_back], dtype=np.float64)
+
+    # --- vertex normals of the face mesh (rings: the oval's normal tilted outwards, then facing the camera) ----
+    tess = _tessellation_triangles()
+    fn = np.cross(face[tess[:, 1]] - face[tess[:, 0]], face[tess[:, 2]] - face[tess[:, 0]])  # [T, 3]
+    fn[fn[:, 2] > 0] *= -1  # all towards the camera (z < 0)
+    vn = np.zeros_like(face)
+    for c in range(3):
+        np.add.at(vn, tess[:, c], fn)
+    vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-9)
+    ring_n = np.concatenate([vn[FACE_OVAL], np.tile([[0.0, 0.0, -1.0]], (2 * n_ring, 1))])
+    normals = np.concatenate([vn, ring_n])
     fixed_xy = verts[rings[-1], :2]
     margin = 4
     x_lo, y_lo = np.floor(fixed_xy.min(axis=0)).astype(int) - margin
@@ -566,7 +582,7 @@ def prepare_scene(size: int = 512) -> DemoScene:
         rgba=np.dstack([image, np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)]), plate=f32(plate),
         source_points=f32(pts), src_xy=f32(np.concatenate([verts[:, :2], teeth_src])), neutral=f32(neutral),
         head_weight=f32(head_w), jaw_field=f32(jaw_field), width_field=f32(width_field),
-        round_field=f32(round_field), blink_field=f32(blink_field), teeth_height=f32(teeth_h),
+        round_field=f32(round_field), blink_field=f32(blink_field), normals=f32(normals), teeth_height=f32(teeth_h),
         triangles=np.array(tris, dtype=np.int64), pivot=f32(pivot), mouth_width=mouth_w, roi=roi,
     )
 
@@ -689,8 +705,14 @@ def frame_vertices(scene: DemoScene, truth: DemoTruth, i: int) -> np.ndarray:
     return np.concatenate([verts, teeth]).astype(np.float32)
 
 
-def _warp_maps(scene: DemoScene, verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Backward maps (target pixel -> source pixel) of the piecewise-affine mesh warp. Two ``[S, S]`` float32."""
+def _warp_maps(
+    scene: DemoScene, verts: np.ndarray, vertex_gain: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward maps (target pixel -> source pixel) of the piecewise-affine mesh warp, and a per-pixel gain.
+
+    ``verts`` [V', 3] are the target vertex positions, ``vertex_gain`` [V'] a brightness factor per vertex that is
+    interpolated linearly over each triangle. Returns ``map_x, map_y, gain``, each ``[S, S]`` float32.
+    """
     size = scene.size
     x0, y0, x1, y1 = scene.roi
     tri = scene.triangles
@@ -699,29 +721,30 @@ def _warp_maps(scene: DemoScene, verts: np.ndarray) -> tuple[np.ndarray, np.ndar
     area = 0.5 * ((dst[:, 1, 0] - dst[:, 0, 0]) * (dst[:, 2, 1] - dst[:, 0, 1])
                   - (dst[:, 2, 0] - dst[:, 0, 0]) * (dst[:, 1, 1] - dst[:, 0, 1]))
     ok = np.abs(area) > 0.05
-    ones = np.ones((len(tri), 3, 1))
-    A = np.concatenate([dst, ones], axis=2)  # [T, 3, 3]
+    A = np.concatenate([dst, np.ones((len(tri), 3, 1))], axis=2)  # [T, 3, 3] rows [x y 1] of the target corners
     A[~ok] = np.eye(3)
     M = np.linalg.solve(A, src)  # [T, 3, 2]: [x y 1] @ M = source (x, y)
+    G = np.linalg.solve(A, vertex_gain[tri].astype(np.float64)[..., None])[..., 0]  # [T, 3]: [x y 1] @ G = gain
     depth = verts[tri][:, :, 2].mean(axis=1)
     order = np.argsort(-depth, kind="stable")  # far to near: nearer triangles overwrite
     ids = np.full((y1 - y0, x1 - x0), -1, np.int32)
     shift = 4
     pts = np.round((dst - np.array([x0, y0])) * (1 << shift)).astype(np.int32)
-    for k in order:
-        if ok[k]:
-            cv2.fillConvexPoly(ids, pts[k], int(k), lineType=cv2.LINE_8, shift=shift)
+    for k in order[ok[order]]:
+        cv2.fillConvexPoly(ids, pts[k], int(k), lineType=cv2.LINE_8, shift=shift)
     gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     map_x = np.tile(np.arange(size, dtype=np.float32), (size, 1))
     map_y = np.tile(np.arange(size, dtype=np.float32)[:, None], (1, size))
+    gain = np.ones((size, size), np.float32)
     inside = ids >= 0
-    m = M.astype(np.float32)[ids[inside]]  # [P, 3, 2]
+    tid = ids[inside]
+    m = M.astype(np.float32)[tid]  # [P, 3, 2]
+    g = G.astype(np.float32)[tid]  # [P, 3]
     px, py = gx[inside], gy[inside]
-    sub_x = map_x[y0:y1, x0:x1]
-    sub_y = map_y[y0:y1, x0:x1]
-    sub_x[inside] = px * m[:, 0, 0] + py * m[:, 1, 0] + m[:, 2, 0]
-    sub_y[inside] = px * m[:, 0, 1] + py * m[:, 1, 1] + m[:, 2, 1]
-    return map_x, map_y
+    map_x[y0:y1, x0:x1][inside] = px * m[:, 0, 0] + py * m[:, 1, 0] + m[:, 2, 0]
+    map_y[y0:y1, x0:x1][inside] = px * m[:, 0, 1] + py * m[:, 1, 1] + m[:, 2, 1]
+    gain[y0:y1, x0:x1][inside] = px * g[:, 0] + py * g[:, 1] + g[:, 2]
+    return map_x, map_y, gain
 
 
 def _paint_mouth(frame: np.ndarray, verts: np.ndarray, mouth_w: float) -> None:
@@ -767,13 +790,27 @@ def _paint_mouth(frame: np.ndarray, verts: np.ndarray, mouth_w: float) -> None:
     frame[y0:y1, x0:x1] = np.clip(region * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
 
 
+def vertex_shading(scene: DemoScene, R: np.ndarray) -> np.ndarray:
+    """Brightness change of each warp vertex when the head is rotated by ``R`` (Lambertian, fixed light). ``[V']``.
+
+    The photo already contains the frontal shading, so the gain is the ratio of rotated to original shading.
+    """
+    n = scene.normals @ R.T  # [V, 3]
+    amb = 0.45
+    lit0 = amb + np.maximum(scene.normals @ LIGHT_DIR, 0.0)
+    lit = amb + np.maximum(n @ LIGHT_DIR, 0.0)
+    gain = np.ones(len(scene.src_xy), np.float32)
+    gain[: len(n)] = np.clip(lit / lit0, 0.7, 1.3)
+    return gain
+
+
 def render_frame(scene: DemoScene, truth: DemoTruth, i: int) -> np.ndarray:
     """Render frame ``i`` of the demo as uint8 RGB ``[S, S, 3]``."""
     verts = frame_vertices(scene, truth, i)
-    map_x, map_y = _warp_maps(scene, verts)
+    map_x, map_y, gain = _warp_maps(scene, verts, vertex_shading(scene, truth.R[i]))
     warped = cv2.remap(scene.rgba, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     a = warped[..., 3:4] / 255.0
-    out = warped[..., :3] * a + scene.plate * (1.0 - a)
+    out = warped[..., :3] * gain[..., None] * a + scene.plate * (1.0 - a)
     frame = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     _paint_mouth(frame, verts, scene.mouth_width)
     return frame

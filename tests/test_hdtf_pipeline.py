@@ -1,0 +1,65 @@
+"""The four real HDTF clips (../shared/data/hdtf) through the ordinary `subjects:` config: the same protocol at a
+smaller scale (train on 2/4/6 s, common 2-s test tail), preprocessing + the retrieval floor + metrics + Table 1."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def hdtf_run(tmp_path_factory, hdtf_clips):
+    wd = tmp_path_factory.mktemp("hdtf")
+    subjects = {p.stem.split("_")[1].lower(): {"video": str(p)} for p in hdtf_clips}
+    config = {"subjects": subjects, "durations": [2, 4, 6], "test": {"mode": "tail", "gap_s": 0.0, "seconds": 2.0},
+              "resolution": 128, "methods": ["retrieval"], "preset": "tiny", "device": "cpu"}
+    (wd / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile",
+           str(wd / "config.yaml"), "--cores", "2", "reports/table1.csv"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=wd)
+    logs = "\n".join(f"--- {p}\n{p.read_text()[-1500:]}" for p in sorted((wd / "logs").rglob("*.log")))
+    assert proc.returncode == 0, f"{proc.stderr[-3000:]}\n{logs[-6000:]}"
+    return wd, list(subjects)
+
+
+def test_every_real_clip_is_preprocessed(hdtf_run):
+    from gt_core.preprocess.landmarks import Landmarks
+    from gt_core.preprocess.masks import load_labels
+    from gt_core.preprocess.pose import HeadPose
+
+    wd, subjects = hdtf_run
+    for s in subjects:
+        data = wd / "results" / s / "data"
+        frames = np.load(data / "frames.npy", mmap_mode="r")
+        assert frames.shape == (200, 128, 128, 3)
+        lms = Landmarks.load(data / "landmarks.npz")
+        assert lms.found_fraction >= 0.99
+        pose = HeadPose.load(data / "pose.npz")
+        assert np.median(pose.reproj_error_px) < 2.0, f"{s}: reprojection error {np.median(pose.reproj_error_px)}"
+        labels = load_labels(data / "labels.npz")
+        head = (labels == 2).mean(axis=(1, 2))
+        assert (head > 0.05).all() and ((labels == 1).mean(axis=(1, 2)) > 0.02).all()
+        transforms = json.loads((data / "transforms.json").read_text())
+        assert len(transforms["frames"]) == 200 and transforms["w"] == 128
+
+
+def test_cells_and_table_on_real_clips(hdtf_run):
+    wd, subjects = hdtf_run
+    for s in subjects:
+        for d in (2, 4, 6):
+            meta = json.loads((wd / f"results/{s}/{d}s/cell/cell.json").read_text())
+            assert meta["train"] == [0, d * 25] and meta["test"] == [150, 200]
+    table = pd.read_csv(wd / "reports/table1.csv")
+    assert list(table["metric"]) == ["PSNR", "SSIM", "LPIPS", "LMD"]
+    assert [c for c in table.columns if c != "metric"] == ["retrieval_2s", "retrieval_4s", "retrieval_6s"]
+    psnr = table.set_index("metric").loc["PSNR"]
+    assert (psnr > 15).all()
