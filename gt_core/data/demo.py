@@ -64,6 +64,10 @@ TRAIN_SENTENCES: tuple[str, ...] = (
     "Water forms perfect little spheres when it floats.",
     "We photograph hurricanes and volcanoes for the scientists.",
     "My favourite place on board is the big round window.",
+    "Hello from orbit.",
+    "Let us begin.",
+    "That is quite a sight.",
+    "Here comes the sun.",
 )
 
 # Spoken after ``train_part_s`` (the held-out tail used for evaluation): none of these appear earlier.
@@ -92,6 +96,10 @@ TAIL_SENTENCES: tuple[str, ...] = (
     "I was nervous, but the training took over.",
     "Music helped us relax during the quiet evenings.",
     "Goodbye for now, and keep looking up at the stars.",
+    "Thanks for listening.",
+    "See you soon.",
+    "It was amazing.",
+    "Never give up.",
 )
 
 VOICE = "en-us+f3"  # espeak-ng US English, female variant
@@ -170,9 +178,11 @@ def _fill(
         if not order:  # every sentence used: go round again in a new order (long durations)
             order = list(rng.permutation(len(pool)))
         remaining = stop - cursor
-        pick = next((k for k in order if _speak(pool[k]).duration <= remaining), None)
-        if pick is None:
+        fits = [k for k in order if _speak(pool[k]).duration <= remaining]
+        if not fits:
             break
+        # near the end of the span take the longest sentence that fits, so the silence left over stays short
+        pick = max(fits, key=lambda k: _speak(pool[k]).duration) if remaining < 5.0 else fits[0]
         order.remove(pick)
         used.append(pick)
         dur = _speak(pool[pick]).duration

@@ -48,20 +48,13 @@ def probe_stage(video: str | Path, out_json: str | Path, required_seconds: float
     return info
 
 
-def crop_stage(video: str | Path, probe_json: str | Path, out_json: str | Path, sample_fps: float = 5.0,
-               max_side: int = 640) -> None:
+def crop_stage(video: str | Path, probe_json: str | Path, out_json: str | Path, resolution: int | None = None) -> None:
     """Detect faces on a subsample of the raw video and fix one square head crop for the whole video."""
-    from gt_core.preprocess.crop import head_crop_box
+    from gt_core.preprocess.crop import crop_box_for_video
 
-    info = VideoInfo.from_json(probe_json)
-    sample = read_frames(video, fps=sample_fps, max_side=max_side)
-    lms = detect_landmarks(sample, video_mode=True)
-    scale = info.width / sample.shape[2]
-    lms_src = Landmarks(lms.points * scale, lms.found, info.width, info.height)
-    box = head_crop_box(lms_src, source=str(video))
+    box, lms = crop_box_for_video(video, out_size_hint=resolution)
     box.to_json(out_json)
-    log.info("crop %s: %s from %d sampled frames (%.0f%% with a face)", video, box, len(sample),
-             100 * lms.found_fraction)
+    log.info("crop %s: %s from %d sampled frames (%.0f%% with a face)", video, box, len(lms), 100 * lms.found_fraction)
 
 
 def frames_stage(video: str | Path, probe_json: str | Path, crop_json: str | Path, out_npy: str | Path,
