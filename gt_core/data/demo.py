@@ -4,14 +4,16 @@ The face is a real photo (``skimage.data.astronaut()``, Eileen Collins). Speech 
 (:mod:`gt_core.data.speech`), its phonemes drive viseme curves (:mod:`gt_core.data.visemes`), and the photo is
 animated by warping a 3D face mesh found on it by mediapipe:
 
-* jaw opening lowers the lower lip, chin and jaw (weights falling off with distance from the mouth),
-  lip width/rounding move the mouth corners and push the lips forward, blinks close the upper lids;
+* the photo smiles with parted lips, so the rest pose closes them; jaw opening lowers the lower lip and, less,
+  the chin and jaw (smooth harmonic weights over the mesh), lip width/rounding scale the mouth region and push
+  the lips forward, blinks bring the upper lids down onto the lower ones;
 * a small smooth 3D head rotation (yaw/pitch/roll) and translation moves the whole head including the hair,
-  projected orthographically; extra rings of control points around the face carry hair/neck, and an outermost
-  ring stays fixed so the warp blends into the static body;
+  projected orthographically, with a matching Lambertian change of shading; extra rings of control points
+  around the face carry hair/neck, and an outermost ring stays fixed so the warp blends into the static body;
 * the person is separated from the background (mediapipe selfie segmentation), the background is inpainted into
   a static plate, and only the person layer is warped (piecewise-affine, rasterised with OpenCV) and composed
-  over it; inside the opening lips a dark mouth with a hint of upper teeth is painted.
+  over it; in the opening mouth the photo's upper teeth hang under the upper lip and a dark cavity is painted
+  below them.
 
 Everything the animation used is saved as ground truth (:class:`DemoTruth`), so preprocessing can be measured
 against it. The output is deterministic for a seed.
@@ -32,7 +34,7 @@ from tqdm import tqdm
 
 from gt_core.data.speech import SpeechClip, resample, synthesize
 from gt_core.data.visemes import VisemeCurves, viseme_curves
-from gt_core.preprocess.landmarks import FACE_OVAL, N_POINTS, detect_landmarks
+from gt_core.preprocess.landmarks import FACE_OVAL, detect_landmarks
 
 # ----------------------------------------------------------------------------------------------------------------
 # Script
@@ -120,8 +122,19 @@ class DemoSpec:
     max_rotation_deg: float = 5.0
     max_translation_px: float = 6.0  # at size 512; scaled with the frame size
 
+    def __post_init__(self) -> None:
+        if not self.duration_s > 2.0:
+            raise ValueError(f"DemoSpec.duration_s must be > 2 s, got {self.duration_s}")
+        if self.size < 128:
+            raise ValueError(f"DemoSpec.size must be >= 128 px (the face must stay detectable), got {self.size}")
+        if self.fps <= 0:
+            raise ValueError(f"DemoSpec.fps must be positive, got {self.fps}")
+        if self.max_rotation_deg < 0 or self.max_translation_px < 0:
+            raise ValueError("DemoSpec.max_rotation_deg and max_translation_px must be >= 0")
+
     @property
     def n_frames(self) -> int:
+        """Frames in the video: ``round(duration_s * fps)``."""
         return int(round(self.duration_s * self.fps))
 
 
@@ -171,7 +184,6 @@ def _fill(
     sentence fits, the rest stays silent. Returns the sentences and the time after the last pause.
     """
     order = list(rng.permutation(len(pool)))
-    used: list[int] = []
     out: list[Sentence] = []
     cursor = start
     while True:
@@ -184,7 +196,6 @@ def _fill(
         # near the end of the span take the longest sentence that fits, so the silence left over stays short
         pick = max(fits, key=lambda k: _speak(pool[k]).duration) if remaining < 5.0 else fits[0]
         order.remove(pick)
-        used.append(pick)
         dur = _speak(pool[pick]).duration
         out.append(Sentence(start=round(cursor, 4), end=round(cursor + dur, 4), text=pool[pick], part=part))
         cursor += dur + float(rng.uniform(0.3, 0.8))
@@ -193,8 +204,6 @@ def _fill(
 
 def build_script(spec: DemoSpec) -> DemoScript:
     """The spoken script of the demo (deterministic for ``spec.seed``); synthesises speech but renders nothing."""
-    if spec.duration_s <= 2.0:
-        raise ValueError(f"duration_s must be > 2 s, got {spec.duration_s}")
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 1]))
     lead_in = float(rng.uniform(0.3, 0.8))
     split = min(spec.train_part_s, spec.duration_s)
@@ -396,13 +405,13 @@ def _harmonic(n: int, edges: np.ndarray, fixed: dict[int, np.ndarray], dim: int)
 
     Smooth and fold-free in practice, unlike hand-made falloffs. Returns ``[n, dim]``.
     """
-    from scipy.sparse import coo_matrix, csr_matrix
+    from scipy.sparse import coo_matrix, diags
     from scipy.sparse.linalg import spsolve
 
     rows = np.concatenate([edges[:, 0], edges[:, 1]])
     cols = np.concatenate([edges[:, 1], edges[:, 0]])
     adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
-    lap = csr_matrix(np.diag(np.asarray(adj.sum(axis=1)).ravel())) - adj  # [n, n]
+    lap = (diags(np.asarray(adj.sum(axis=1)).ravel()) - adj).tocsr()  # [n, n] graph Laplacian
     idx_fixed = np.array(sorted(fixed), dtype=np.int64)
     values = np.zeros((n, dim))
     values[idx_fixed] = np.array([np.broadcast_to(fixed[k], (dim,)) for k in idx_fixed])
@@ -530,9 +539,9 @@ def prepare_scene(size: int = 512) -> DemoScene:
     blink_field = np.zeros_like(verts)
     for up_arc, lo_arc in EYES:
         delta = verts[lo_arc] - verts[up_arc]  # [9, 3] (zero at the corners)
-        delta[:, 1] *= 0.9  # the lids meet a little above the lower lid line ...
+        delta[:, 1] *= 0.86  # the upper lid comes down to just above the lower lid line ...
         lift = np.zeros_like(delta)
-        lift[:, 1] = -0.1 * (verts[lo_arc, 1] - verts[up_arc, 1])  # ... because the lower lid rises a bit
+        lift[:, 1] = -0.08 * (verts[lo_arc, 1] - verts[up_arc, 1])  # ... which rises a bit; a lash-line sliver stays
         order = np.argsort(verts[up_arc, 0])
         xs = verts[up_arc, 0][order]
         eye_h = float(np.max(verts[lo_arc, 1] - verts[up_arc, 1]))
@@ -612,7 +621,7 @@ class DemoTruth:
     yaw_deg: np.ndarray  # [N] float32, rotation about the image y axis
     pitch_deg: np.ndarray  # [N] float32, rotation about the image x axis
     roll_deg: np.ndarray  # [N] float32, rotation about the image z axis
-    R: np.ndarray  # [N, 3, 3] float32, p' = R (p - pivot) + pivot + [tx, ty, 0] in landmark axes (x right, y down, z away)
+    R: np.ndarray  # [N, 3, 3] float32: p' = R (p - pivot) + pivot + [tx, ty, 0], landmark axes (x right, y down, z away)
     translation_px: np.ndarray  # [N, 2] float32
     pivot: np.ndarray  # [3] float32, source pixels (z width-scaled like the landmarks)
     fps: float
@@ -677,21 +686,17 @@ def plan_demo(spec: DemoSpec = DemoSpec()) -> DemoPlan:
     ty = _smooth_wander(rng_pose, t, spec.max_translation_px * scale * 0.6, 0.03, 0.2)
     blink = _blink_curve(np.random.default_rng(np.random.SeedSequence([spec.seed, 3])), t, spec.duration_s)
     R = np.stack([rotation_matrix(a, b, c) for a, b, c in zip(yaw, pitch, roll)]) if n else np.zeros((0, 3, 3))
-    pivot = _pivot_for(spec.size)
+    scene = prepare_scene(spec.size)
     truth = DemoTruth(
         jaw_open=vis.jaw_open, lip_width=vis.lip_width, lip_round=vis.lip_round, blink=blink.astype(np.float32),
         yaw_deg=yaw.astype(np.float32), pitch_deg=pitch.astype(np.float32), roll_deg=roll.astype(np.float32),
-        R=R.astype(np.float32), translation_px=np.stack([tx, ty], axis=1).astype(np.float32), pivot=pivot,
+        R=R.astype(np.float32), translation_px=np.stack([tx, ty], axis=1).astype(np.float32), pivot=scene.pivot.copy(),
         fps=float(spec.fps), n_frames=n, seed=int(spec.seed),
         sentences=[{"start": s.start, "end": s.end, "text": s.text, "part": s.part} for s in script.sentences],
         phonemes=[(round(float(tp), 4), p) for tp, p in script.phonemes],
-        source_points=prepare_scene(spec.size).source_points,
+        source_points=scene.source_points.copy(),
     )
     return DemoPlan(spec=spec, script=script, visemes=vis, truth=truth)
-
-
-def _pivot_for(size: int) -> np.ndarray:
-    return prepare_scene(size).pivot.copy()
 
 
 # ----------------------------------------------------------------------------------------------------------------

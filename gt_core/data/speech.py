@@ -1,13 +1,15 @@
 """English text-to-speech with espeak-ng, loaded through ``ctypes`` from the ``espeakng-loader`` wheel.
 
-No system package is needed: the wheel ships ``libespeak-ng.so`` and its voice data. The library is initialised
-once per process in synchronous mode with phoneme events on, and every synthesis call is serialised by a lock
-(espeak-ng keeps global state and is not re-entrant). :func:`synthesize` returns the audio as float32 together
+No system package is needed: the wheel ships ``libespeak-ng.so`` and its voice data. Every call loads a
+private copy of the library afresh, initialises it in synchronous mode with phoneme events on, and unloads it
+afterwards, under a lock: espeak-ng is not re-entrant and keeps synthesis state in static variables, so this is
+what makes the output depend on the arguments only. :func:`synthesize` returns the audio as float32 together
 with the phoneme and word events (times in seconds from the start of the clip), which drive the visemes.
 """
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -62,13 +64,37 @@ class SpeechClip:
         return len(self.audio) / float(self.sample_rate)
 
 
+def _private_library_path() -> str:
+    """A private copy of ``libespeak-ng.so`` (made once per process) that this module loads and unloads.
+
+    espeak-ng keeps synthesis state in static variables (pitch-flutter phase, gain control, voice-quality cycle
+    counters) that neither ``espeak_Terminate`` nor ``espeak_Initialize`` reset, so the same text would come out
+    slightly differently depending on what was spoken before. Loading the library afresh for every call makes
+    :func:`synthesize` a pure function of its arguments; a private copy keeps other users of the wheel's library
+    in this process unaffected by the unloading.
+    """
+    global _LIB_COPY
+    if _LIB_COPY is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        import espeakng_loader
+
+        folder = tempfile.mkdtemp(prefix="gt_core_espeak_")
+        atexit.register(shutil.rmtree, folder, True)
+        _LIB_COPY = os.path.join(folder, "libespeak-ng-private.so")
+        shutil.copyfile(str(espeakng_loader.get_library_path()), _LIB_COPY)
+    return _LIB_COPY
+
+
 class _Engine:
-    """The process-wide espeak-ng instance (created lazily, then reused)."""
+    """One freshly loaded espeak-ng instance: initialised, used for one utterance, then unloaded."""
 
     def __init__(self) -> None:
         import espeakng_loader
 
-        self.lib = ctypes.CDLL(str(espeakng_loader.get_library_path()))
+        self.lib = ctypes.CDLL(_private_library_path())
         self.lib.espeak_Initialize.restype = ctypes.c_int
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self.lib.espeak_SetSynthCallback.argtypes = [_SYNTH_CALLBACK]
@@ -82,18 +108,31 @@ class _Engine:
             ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
         ]
         self.lib.espeak_Synth.restype = ctypes.c_int
+        self.lib.espeak_Terminate.restype = ctypes.c_int
         data_path = str(espeakng_loader.get_data_path()).encode()
         rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, INITIALIZE_PHONEME_EVENTS)
         if rate <= 0:
+            self.close()
             raise RuntimeError(f"espeak_Initialize failed (returned {rate}) with data path {data_path!r}")
         self.sample_rate = int(rate)
-        self.voice: str | None = None
-        # Per-call collectors; the callback object must outlive every synthesis call, so it is kept here.
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, int, str]] = []  # (type, audio_position ms, text)
         self._text = b""
-        self._callback = _SYNTH_CALLBACK(self._on_synth)
+        self._callback = _SYNTH_CALLBACK(self._on_synth)  # must outlive the synthesis call
         self.lib.espeak_SetSynthCallback(self._callback)
+
+    def close(self) -> None:
+        """Terminate espeak-ng and unload the library (its static state goes with it)."""
+        import _ctypes
+
+        if self.lib is None:
+            return
+        try:
+            self.lib.espeak_Terminate()
+        finally:
+            handle = self.lib._handle
+            self.lib = None
+            _ctypes.dlclose(handle)
 
     def _on_synth(self, wav, n_samples, events) -> int:
         if n_samples > 0 and wav:
@@ -112,10 +151,8 @@ class _Engine:
         return 0  # continue synthesis
 
     def synthesize(self, text: str, voice: str, rate_wpm: int, pitch: int) -> SpeechClip:
-        if voice != self.voice:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise RuntimeError(f"espeak-ng has no voice {voice!r}")
-            self.voice = voice
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"espeak-ng has no voice {voice!r}")
         self.lib.espeak_SetParameter(PARAM_RATE, int(rate_wpm), 0)
         self.lib.espeak_SetParameter(PARAM_PITCH, int(pitch), 0)
         self._chunks, self._events = [], []
@@ -132,21 +169,23 @@ class _Engine:
 
 
 _LOCK = threading.Lock()
-_ENGINE: _Engine | None = None
+_LIB_COPY: str | None = None
 
 
 def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 165, pitch: int = 55) -> SpeechClip:
     """Speak ``text`` with espeak-ng; returns audio at the engine rate (22,050 Hz) plus phoneme/word onsets.
 
-    Thread-safe (calls are serialised) and deterministic for the same arguments.
+    Thread-safe (calls are serialised) and deterministic: the same arguments give the same samples whatever was
+    synthesised before (each call runs on a freshly loaded library, a few ms).
     """
-    global _ENGINE
     if not text.strip():
         raise ValueError("synthesize() needs non-empty text")
     with _LOCK:
-        if _ENGINE is None:
-            _ENGINE = _Engine()
-        return _ENGINE.synthesize(text, voice, rate_wpm, pitch)
+        engine = _Engine()
+        try:
+            return engine.synthesize(text, voice, rate_wpm, pitch)
+        finally:
+            engine.close()
 
 
 def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
