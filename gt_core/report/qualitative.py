@@ -243,8 +243,8 @@ def qualitative_grid(
         y = top_tiles - head_h
         fig.add_artist(Line2D([fx(x0 + 0.05), fx(x1 - 0.05)], [fy(y), fy(y)], transform=fig.transFigure,
                               color="0.3", linewidth=0.8))
-        fig.text(fx((x0 + x1) / 2), fy(y - 0.03), f"{d:g} s of training video", ha="center", va="bottom",
-                 fontsize=9.5, fontweight="bold")
+        label = f"{d:g} s of training video" if len(idx) > 1 else f"trained on {d:g} s"
+        fig.text(fx((x0 + x1) / 2), fy(y - 0.03), label, ha="center", va="bottom", fontsize=9.5, fontweight="bold")
     if title:
         fig.text(0.5, fy(0.08), title, ha="center", va="top", fontsize=11, fontweight="bold")
     if path is not None:
