@@ -15,6 +15,7 @@ target (frame with its background replaced by the plate) are composed on load, s
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,7 @@ class CellData:
     subject: str
     duration_s: float
     cell_dir: Path
+    data_dir: Path  # the subject's preprocessing outputs
     width: int
     height: int
     fx: float
@@ -157,7 +159,7 @@ def build_cell(data_dir: str | Path, duration_s: float, split: SplitSpec, out_di
         "intrinsics": {"fx": float(pose.focal), "fy": float(pose.focal), "cx": float(pose.cx), "cy": float(pose.cy),
                        "width": int(pose.width), "height": int(pose.height)},
         "audio_feature": audio_feature,
-        "data_dir": str(data_dir),
+        "data_dir": os.path.relpath(data_dir.resolve(), out_dir.resolve()),  # relative to the cell dir
     }
     save_json(out_dir / "cell.json", meta)
     return out_dir / "cell.json"
@@ -191,7 +193,7 @@ def load_cell(cell_dir: str | Path) -> CellData:
     if not meta_path.exists():
         raise InputError(meta_path, "cell not built", "run `snakemake <that file>` to build the cell first")
     meta = json.loads(meta_path.read_text())
-    data_dir = Path(meta["data_dir"])
+    data_dir = (cell_dir / meta["data_dir"]).resolve()
     paths = _data_paths(data_dir, meta["audio_feature"])
     frames = np.load(paths["frames"], mmap_mode="r")
     labels = load_labels(paths["labels"])
@@ -212,7 +214,7 @@ def load_cell(cell_dir: str | Path) -> CellData:
 
     intr = meta["intrinsics"]
     return CellData(
-        subject=meta["subject"], duration_s=meta["duration_s"], cell_dir=cell_dir,
+        subject=meta["subject"], duration_s=meta["duration_s"], cell_dir=cell_dir, data_dir=data_dir,
         width=intr["width"], height=intr["height"], fx=intr["fx"], fy=intr["fy"], cx=intr["cx"], cy=intr["cy"],
         plate=plate, canonical=np.load(cell_dir / "canonical.npy"), audio_feature=meta["audio_feature"],
         train=frame_set(*meta["train"]), test=frame_set(*meta["test"]), meta=meta,

@@ -64,6 +64,7 @@ FRUSTUM_SLACK = 0.3  # the Jacobian is evaluated at t.x/t.z clamped to the frust
 DEFAULT_BLOCK = 4  # pixel block side used for the intersection list
 DEFAULT_CHUNK_ENTRIES = 1 << 18  # (pixel, Gaussian) entries evaluated per chunk: bounds peak memory
 MAX_INTERSECTIONS = 1 << 23  # past this many (Gaussian, block) intersections, use bigger blocks
+CACHE_ENTRIES = 1 << 23  # forward keeps per-entry α/T/G for backward up to this many entries (~150 MB float32)
 
 
 # --------------------------------------------------------------------------------------------------- projection
@@ -241,78 +242,96 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Te
         return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
 
 
-class _ChunkGeom:
-    """One chunk of the intersection list: α of its [R, P] (row, pixel-in-block) entries, run structure, scans.
+class _Runs:
+    """Rows ``[lo, hi)`` of the intersection list and their run structure.
 
-    Forward and backward build it with identical float ops, so they take identical skip decisions.
-    Rows are sorted by (block, depth); a *run* is a maximal set of consecutive rows of the same block.
+    Rows are sorted by (block, depth); a *run* is a maximal set of consecutive rows of the same block, i.e. the
+    front-to-back list of one block's pixels within this chunk. A block id appears in at most one run per chunk.
     """
 
-    def __init__(self, plan: RasterPlan, lo: int, hi: int, params: Tensor):
-        B = plan.block
-        dev, dt = params.device, params.dtype
+    def __init__(self, plan: RasterPlan, lo: int, hi: int):
+        dev = plan.isect_blk.device
         R = hi - lo
-        self.R, self.P = R, B * B
+        self.lo, self.R, self.P = lo, R, plan.block ** 2
         self.gid = plan.isect_gid[lo:hi]  # [R]
         self.blk = plan.isect_blk[lo:hi]  # [R]
-        self.rows = torch.arange(lo, hi, device=dev)  # [R] global row index
         is_start = torch.ones(R, dtype=torch.bool, device=dev)
         is_start[1:] = self.blk[1:] != self.blk[:-1]
-        self.run_first = is_start.nonzero().squeeze(1)  # [n_runs] local first row of each run
-        n_runs = self.run_first.shape[0]
-        self.run_end = torch.cat([self.run_first[1:], torch.tensor([R], device=dev)])  # exclusive
+        self.first = is_start.nonzero().squeeze(1)  # [n_runs] local first row of each run
+        self.end = torch.cat([self.first[1:], torch.tensor([R], device=dev)])  # [n_runs] exclusive end
         self.run_id = torch.cumsum(is_start, 0) - 1  # [R]
-        self.run_blk = self.blk[self.run_first]  # [n_runs], unique within a chunk
-        crow = torch.cat([self.run_first, torch.tensor([R], device=dev)])
-        self._crow, self._col = crow, torch.arange(R, device=dev)
-        self.ind = _csr(crow, self._col, torch.ones(R, dtype=torch.float64, device=dev), (n_runs, R))  # [n_runs, R]
+        self.run_blk = self.blk[self.first]  # [n_runs]
+        self._crow = torch.cat([self.first, torch.tensor([R], device=dev)])
+        self._col = torch.arange(R, device=dev)
+        self.ind = _csr(self._crow, self._col, torch.ones(R, dtype=torch.float64, device=dev),
+                        (self.first.shape[0], R))  # [n_runs, R] run-indicator matrix
 
-        bx = (self.blk % plan.nbx) * B
-        by = torch.div(self.blk, plan.nbx, rounding_mode="floor") * B
-        p = params.index_select(0, self.gid)  # [R, 6]: u, v, a, b, c, o
-        self.ux = p[:, 0] - (bx.to(dt) + 0.5)  # mean minus the block's first pixel centre
-        self.uy = p[:, 1] - (by.to(dt) + 0.5)
-        self.a, self.b, self.c, self.o = p[:, 2], p[:, 3], p[:, 4], p[:, 5]
-        rect = plan.rect.index_select(0, self.gid)  # [R, 4]
-        off = torch.arange(B, device=dev)
-        insx = (off[None, :] >= (rect[:, 0] - bx)[:, None]) & (off[None, :] < (rect[:, 1] - bx)[:, None])  # [R, B]
-        insy = (off[None, :] >= (rect[:, 2] - by)[:, None]) & (off[None, :] < (rect[:, 3] - by)[:, None])
-        offf = off.to(dt)
-        dx = self.ux[:, None] - offf[None, :]  # [R, B(ox)]
-        dy = self.uy[:, None] - offf[None, :]  # [R, B(oy)]
-        qx = (-0.5 * self.a)[:, None] * dx * dx
-        qy = (-0.5 * self.c)[:, None] * dy * dy
-        # entries [R, B(oy), B(ox)] == [R, P] with p = oy·B + ox
-        power = torch.addcmul(qy[:, :, None] + qx[:, None, :], ((-self.b)[:, None] * dx)[:, None, :], dy[:, :, None])
-        G = torch.exp(power)
-        oG = self.o[:, None, None] * G
-        alpha = torch.clamp_max(oG, ALPHA_MAX)
-        valid = (alpha >= ALPHA_MIN) & (power <= 0) & insy[:, :, None] & insx[:, None, :]
-        self.valid = valid.reshape(R, self.P)
-        self.alpha = torch.where(self.valid, alpha.reshape(R, self.P), 0.0)  # [R, P]; 0 where skipped
-        self.G = G.reshape(R, self.P)
-        self.oG = oG.reshape(R, self.P)
+    @property
+    def n_runs(self) -> int:
+        return int(self.first.shape[0])
 
-    def seg_scan(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Inclusive and exclusive float64 prefix sums of ``v`` [R, P] over the rows of each run (per pixel)."""
-        vT = v.T.contiguous()  # [P, R]: one flat cumsum scans every pixel's row sequence
+    def scan(self, v: Tensor, offset: Tensor | None = None) -> Tensor:
+        """float64 inclusive prefix sums of ``v`` [R, P] along each run's rows (per pixel), plus ``offset``
+        [n_runs, P] (the value carried into the run). One flat cumsum over the [P, R] transpose does all runs."""
+        vT = v.T.contiguous()  # [P, R]
         cs = torch.cumsum(vT.reshape(-1), 0, dtype=torch.float64).reshape(self.P, self.R)
-        base = cs.index_select(1, self.run_first) - vT.index_select(1, self.run_first)  # [P, n_runs] sum before run
-        incl = (cs - base.index_select(1, self.run_id)).T.contiguous()  # [R, P]
-        return incl, incl - v
+        base = (cs.index_select(1, self.first) - vT.index_select(1, self.first)).T  # [n_runs, P] sum before run
+        if offset is not None:
+            base = base - offset
+        return cs.T - base.contiguous().index_select(0, self.run_id)  # [R, P]
 
-    def run_sums(self, v: Tensor) -> Tensor:
+    def sums(self, v: Tensor) -> Tensor:
         """[n_runs, M] float64 sums of ``v`` [R, M] over each run's rows."""
         return self.ind @ v.to(torch.float64)
 
-    def weighted_run_sums(self, weights: Tensor, v: Tensor) -> Tensor:
-        """[K, n_runs, M] float64: ``Σ_{r in run} weights[r, k]·v[r, :]`` for weights [R, K], v [R, M]."""
+    def weighted_sums(self, weights: Tensor, v: Tensor) -> Tensor:
+        """[K, n_runs, M] float64 ``Σ_{r in run} weights[r, k]·v[r, :]`` for weights [R, K], v [R, M]."""
         K = weights.shape[1]
-        n_runs = self.run_first.shape[0]
         crow = torch.cat([self._crow[:-1] + k * self.R for k in range(K)] + [self._crow[-1:] + (K - 1) * self.R])
-        col = self._col.repeat(K)
-        S = _csr(crow, col, weights.T.reshape(-1).to(torch.float64), (K * n_runs, self.R))
-        return (S @ v.to(torch.float64)).reshape(K, n_runs, -1)
+        S = _csr(crow, self._col.repeat(K), weights.T.reshape(-1).to(torch.float64), (K * self.n_runs, self.R))
+        return (S @ v.to(torch.float64)).reshape(K, self.n_runs, -1)
+
+
+def _row_params(plan: RasterPlan, runs: _Runs, params: Tensor) -> Tensor:
+    """[R, 6] per-row (u, v, a, b, c, o): the mean relative to the row's block's first pixel centre, conic, opacity."""
+    B = plan.block
+    dt = params.dtype
+    p = params.index_select(0, runs.gid)  # [R, 6]: u, v, a, b, c, o
+    bx = (runs.blk % plan.nbx) * B
+    by = torch.div(runs.blk, plan.nbx, rounding_mode="floor") * B
+    shift = torch.stack([bx, by], 1).to(dt) + 0.5
+    return torch.cat([p[:, :2] - shift, p[:, 2:]], 1)
+
+
+def _eval_alpha(plan: RasterPlan, runs: _Runs, params: Tensor) -> tuple[Tensor, Tensor]:
+    """α of every entry of a chunk, graphdeco's rules, in the chunk's [R, P] layout.
+
+    Returns ``alpha`` [R, P] (0 where skipped: outside the candidate rectangle, power > 0 or α < 1/255) and
+    ``G_u`` [R, P] = exp(power) where α is used and not clamped at 0.99 (0 elsewhere), i.e. ∂α/∂o.
+    """
+    B = plan.block
+    dt, dev = params.dtype, params.device
+    ux, uy, a, b, c, o = _row_params(plan, runs, params).unbind(1)
+    bx = (runs.blk % plan.nbx) * B
+    by = torch.div(runs.blk, plan.nbx, rounding_mode="floor") * B
+    rect = plan.rect.index_select(0, runs.gid)  # [R, 4]
+    off = torch.arange(B, device=dev)
+    insx = (off[None, :] >= (rect[:, 0] - bx)[:, None]) & (off[None, :] < (rect[:, 1] - bx)[:, None])  # [R, B]
+    insy = (off[None, :] >= (rect[:, 2] - by)[:, None]) & (off[None, :] < (rect[:, 3] - by)[:, None])
+    offf = off.to(dt)
+    dx = ux[:, None] - offf[None, :]  # [R, B(ox)]
+    dy = uy[:, None] - offf[None, :]  # [R, B(oy)]
+    # pixels outside the candidate rectangle get power = -inf, hence α = 0 (skipped)
+    qx = torch.where(insx, (-0.5 * a)[:, None] * dx * dx, -math.inf)
+    qy = torch.where(insy, (-0.5 * c)[:, None] * dy * dy, -math.inf)
+    # entries [R, B(oy), B(ox)] == [R, P] with p = oy·B + ox
+    power = torch.addcmul(qy[:, :, None] + qx[:, None, :], ((-b)[:, None] * dx)[:, None, :], dy[:, :, None])
+    G = torch.exp(power)
+    oG = o[:, None, None] * G
+    used = (oG >= ALPHA_MIN) & (power <= 0)  # α >= 1/255 <=> o·G >= 1/255 (0.99 > 1/255)
+    alpha = (torch.clamp_max(oG, ALPHA_MAX) * used).reshape(runs.R, runs.P)
+    G_u = (G * (used & (oG <= ALPHA_MAX))).reshape(runs.R, runs.P)
+    return alpha, G_u
 
 
 def _blocks_to_image(buf: Tensor, plan: RasterPlan) -> Tensor:
@@ -338,7 +357,9 @@ def _image_to_blocks(img: Tensor, plan: RasterPlan) -> Tensor:
 class _Composite(torch.autograd.Function):
     """Front-to-back alpha compositing of binned Gaussians; analytic backward (graphdeco's, chunk-vectorised).
 
-    Per-pixel state lives in block layout ``[nblk, P]`` (block id, pixel in block).
+    Per-pixel state lives in block layout ``[nblk, P]`` (block id, pixel in block). When the whole render has at
+    most ``CACHE_ENTRIES`` entries, forward keeps each chunk's α / T / G for backward; otherwise backward
+    recomputes them chunk by chunk (identical ops, identical decisions) so memory stays O(chunk).
     """
 
     @staticmethod
@@ -348,42 +369,50 @@ class _Composite(torch.autograd.Function):
         P, nblk = plan.block ** 2, plan.nbx * plan.nby
         params = torch.cat([means2d, conics, opacities[:, None]], dim=1).detach()  # [N, 6]
         feats = torch.cat([colors, depths[:, None]], dim=1).detach().to(dt)  # [N, 4]
+        need_grad = any(ctx.needs_input_grad[:5])
+        cache = [] if need_grad and plan.n_intersections * P <= CACHE_ENTRIES else None
         accum = torch.zeros(4, nblk, P, dtype=torch.float64, device=dev)  # Σ w·(r, g, b, z)
-        logT = torch.zeros(nblk, P, dtype=torch.float64, device=dev)  # log transmittance so far
-        last_row = torch.full((nblk, P), -1, dtype=torch.int64, device=dev)  # last row before the pixel stopped
+        logT = torch.zeros(nblk, P, dtype=torch.float64, device=dev)  # log Π(1 - α) over composited entries
         done = torch.zeros(nblk, P, dtype=torch.bool, device=dev)  # the pixel has stopped (T would drop < 1e-4)
+        last_row = torch.full((nblk, P), -1, dtype=torch.int64, device=dev) if need_grad and cache is None else None
         for lo, hi in plan.chunks:
-            geo = _ChunkGeom(plan, lo, hi, params)
-            alpha = geo.alpha  # [R, P]
-            l = torch.log1p(-alpha)
-            incl, excl = geo.seg_scan(l)
-            carry = logT.index_select(0, geo.blk)  # [R, P]
-            # T·(1-α) >= 1e-4 and not stopped before: composited. A prefix of each run (incl is monotone).
-            alive = ((carry + incl) >= LOG_T_MIN) & ~done.index_select(0, geo.blk)
-            w = (alpha * torch.exp(carry + excl).to(dt)) * alive  # [R, P]
-            accum.index_add_(1, geo.run_blk, geo.weighted_run_sums(feats.index_select(0, geo.gid), w))
-            sums = geo.run_sums(torch.cat([l * alive, alive.to(dt)], 1))  # [n_runs, 2P]
-            logT.index_add_(0, geo.run_blk, sums[:, :P])
-            n_alive = sums[:, P:].round().long()  # [n_runs, P]
-            prev = last_row.index_select(0, geo.run_blk)
-            last_row.index_copy_(0, geo.run_blk,
-                                 torch.where(n_alive > 0, (lo + geo.run_first)[:, None] + n_alive - 1, prev))
-            run_len = (geo.run_end - geo.run_first)[:, None]
-            done.index_copy_(0, geo.run_blk, done.index_select(0, geo.run_blk) | (n_alive < run_len))
+            runs = _Runs(plan, lo, hi)
+            alpha, G_u = _eval_alpha(plan, runs, params)
+            l = torch.log(1.0 - alpha)  # [R, P]
+            carry = logT.index_select(0, runs.run_blk)  # [n_runs, P]
+            done_r = done.index_select(0, runs.run_blk)
+            incl = runs.scan(l, torch.where(done_r, -math.inf, carry))  # log T after each entry (-inf: stopped)
+            keep = (incl >= LOG_T_MIN).to(dt)  # T·(1-α) >= 1e-4 and not stopped before: a prefix of the run
+            Te = torch.exp((incl - l).to(dt))  # T before each entry
+            ak = alpha * keep
+            w = ak * Te
+            accum.index_add_(1, runs.run_blk, runs.weighted_sums(feats.index_select(0, runs.gid), w))
+            sums = runs.sums(torch.cat([l * keep, keep], 1))  # [n_runs, 2P]
+            logT.index_copy_(0, runs.run_blk, carry + sums[:, :P])
+            n_alive = sums[:, P:]
+            done.index_copy_(0, runs.run_blk, done_r | (n_alive < (runs.end - runs.first)[:, None]))
+            if cache is not None:
+                cache.append((runs, ak, Te, G_u * keep))
+            elif last_row is not None:
+                n_alive = n_alive.round().long()
+                prev = last_row.index_select(0, runs.run_blk)
+                last_row.index_copy_(0, runs.run_blk,
+                                     torch.where(n_alive > 0, (lo + runs.first)[:, None] + n_alive - 1, prev))
         T = torch.exp(logT)  # [nblk, P]
         bg_blocks = _image_to_blocks(background.detach().to(torch.float64), plan)  # [3, nblk, P]
         color = _blocks_to_image(accum[:3] + T * bg_blocks, plan).to(dt)
         alpha_img = _blocks_to_image(-torch.expm1(logT), plan)[None].to(dt)
         depth_img = _blocks_to_image(accum[3], plan)[None].to(dt)
-        ctx.plan = plan
-        ctx.save_for_backward(params, feats, logT, last_row, bg_blocks)
+        ctx.plan, ctx.cache = plan, cache
+        ctx.save_for_backward(params, feats, logT, bg_blocks, last_row)
         return color, alpha_img, depth_img
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_color: Tensor, g_alpha: Tensor, g_depth: Tensor):
         plan: RasterPlan = ctx.plan
-        params, feats, logT_final, last_row, bg_blocks = ctx.saved_tensors
+        cache = ctx.cache
+        params, feats, logT_final, bg_blocks, last_row = ctx.saved_tensors
         dt, dev = params.dtype, params.device
         n = params.shape[0]
         B = plan.block
@@ -393,47 +422,50 @@ class _Composite(torch.autograd.Function):
         T_final = torch.exp(logT_final)
         # per-pixel suffix carry: Σ_{behind} (gC·c + gD·z)·w + T_final·(gC·bg - gA)
         suffix = T_final * ((g4[:3] * bg_blocks).sum(0) - gA)  # [nblk, P] float64
-        logT_after = logT_final.clone()
+        logT_after = logT_final.clone() if cache is None else None
         grads = torch.zeros(n, 10, dtype=torch.float64, device=dev)  # u, v, a, b, c, o, r, g, b, z
         off = torch.arange(B, device=dev, dtype=dt)
         oy, ox = off.repeat_interleave(B), off.repeat(B)  # [P]
         basis = torch.stack([torch.ones_like(ox), ox, oy, ox * ox, ox * oy, oy * oy], dim=1)  # [P, 6]
         g4_rows = g4.to(dt).permute(1, 0, 2).reshape(nblk, 4 * P)  # [nblk, 4P]
-        for lo, hi in reversed(plan.chunks):
-            geo = _ChunkGeom(plan, lo, hi, params)
-            keep = geo.valid & (geo.rows[:, None] <= last_row.index_select(0, geo.blk))  # [R, P]
-            alpha = geo.alpha * keep
-            l = torch.log1p(-alpha)
-            incl, excl = geo.seg_scan(l)
-            run_l = incl.index_select(0, geo.run_end - 1)  # [n_runs, P] Σ l over the run
-            logT_before = logT_after.index_select(0, geo.run_blk) - run_l  # T at the run's start
-            Te = torch.exp(logT_before.index_select(0, geo.run_id) + excl).to(dt)  # [R, P] T before each entry
-            w = alpha * Te
-            f = feats.index_select(0, geo.gid)  # [R, 4]
-            G4 = g4_rows.index_select(0, geo.blk).reshape(geo.R, 4, P)  # [R, 4, P] upstream grads per entry
+        for k, (lo, hi) in reversed(list(enumerate(plan.chunks))):
+            if cache is not None:
+                runs, ak, Te, G_uk = cache[k]
+            else:  # recompute: same α decisions; T rebuilt back to front from T_final
+                runs = _Runs(plan, lo, hi)
+                alpha, G_u = _eval_alpha(plan, runs, params)
+                rows = torch.arange(lo, hi, device=dev)[:, None]
+                keep = (rows <= last_row.index_select(0, runs.blk)).to(dt)
+                ak, G_uk = alpha * keep, G_u * keep
+                l = torch.log(1.0 - ak)
+                logT_before = logT_after.index_select(0, runs.run_blk) - runs.sums(l)  # T at each run's start
+                Te = torch.exp((runs.scan(l, logT_before) - l).to(dt))
+                logT_after.index_copy_(0, runs.run_blk, logT_before)
+            u, v, a, b, c, o = _row_params(plan, runs, params).to(torch.float64).unbind(1)
+            w = ak * Te
+            f = feats.index_select(0, runs.gid)  # [R, 4]
+            G4 = g4_rows.index_select(0, runs.blk).reshape(runs.R, 4, P)  # [R, 4, P] upstream grads per entry
             s = torch.bmm(f[:, None, :], G4)[:, 0]  # [R, P]  gC·c + gD·z
-            sw_incl, _ = geo.seg_scan(s * w)
-            run_sw = sw_incl.index_select(0, geo.run_end - 1)  # [n_runs, P]
-            behind = (suffix.index_select(0, geo.run_blk) + run_sw).index_select(0, geo.run_id) - sw_incl
-            d_alpha = (Te * s - behind.to(dt) / (1.0 - alpha)) * keep  # dL/dα per entry
-            d_feat = torch.bmm(G4, w[:, :, None])[:, :, 0]  # [R, 4]  Σ_p w·g
-            d_alpha_u = d_alpha * (geo.oG <= ALPHA_MAX)  # clamp: no gradient where α = 0.99
-            d_o = (geo.G * d_alpha_u).sum(1)  # [R]
-            S = ((geo.oG * d_alpha_u) @ basis).to(torch.float64)  # [R, 6]: Σ dL/dpower·(1, ox, oy, ox², ox·oy, oy²)
-            ux, uy = geo.ux.to(torch.float64), geo.uy.to(torch.float64)
-            a, b, c = geo.a.to(torch.float64), geo.b.to(torch.float64), geo.c.to(torch.float64)
+            sw_incl = runs.scan(s * w)  # [R, P] float64
+            run_sw = sw_incl.index_select(0, runs.end - 1)  # [n_runs, P] run totals
+            behind = (suffix.index_select(0, runs.run_blk) + run_sw).index_select(0, runs.run_id) - sw_incl
+            d_alpha = Te * s - behind.to(dt) / (1.0 - ak)  # dL/dα (only used through G_uk, 0 where unused)
+            GdA = G_uk * d_alpha  # dL/d(o·G) · G = dL/do per entry; · o = dL/dpower
+            d_o = GdA.sum(1).to(torch.float64)  # [R]
+            S = (GdA @ basis).to(torch.float64) * o[:, None]  # [R, 6]: Σ dL/dpower·(1, ox, oy, ox², ox·oy, oy²)
+            d_feat = torch.bmm(G4, w[:, :, None])[:, :, 0].to(torch.float64)  # [R, 4]  Σ_p w·g
             s0, sx, sy, sxx, sxy, syy = S.unbind(1)
-            s_dx = ux * s0 - sx  # Σ dpow·dx with dx = ux - ox
-            s_dy = uy * s0 - sy
-            s_dxdx = ux * ux * s0 - 2 * ux * sx + sxx
-            s_dxdy = ux * uy * s0 - ux * sy - uy * sx + sxy
-            s_dydy = uy * uy * s0 - 2 * uy * sy + syy
+            s_dx = u * s0 - sx  # Σ dpow·dx with dx = u - ox
+            s_dy = v * s0 - sy
+            s_dxdx = u * u * s0 - 2 * u * sx + sxx
+            s_dxdy = u * v * s0 - u * sy - v * sx + sxy
+            s_dydy = v * v * s0 - 2 * v * sy + syy
             row_grads = torch.cat([torch.stack([
-                -(a * s_dx + b * s_dy), -(b * s_dx + c * s_dy),
-                -0.5 * s_dxdx, -s_dxdy, -0.5 * s_dydy, d_o.to(torch.float64)], 1), d_feat.to(torch.float64)], 1)
-            grads.index_add_(0, geo.gid, row_grads)  # [R, 10] -> [N, 10]
-            suffix.index_add_(0, geo.run_blk, run_sw)
-            logT_after.index_copy_(0, geo.run_blk, logT_before)
+                -(a * s_dx + b * s_dy), -(b * s_dx + c * s_dy), -0.5 * s_dxdx, -s_dxdy, -0.5 * s_dydy, d_o], 1),
+                d_feat], 1)  # [R, 10]
+            grads.index_add_(0, runs.gid, row_grads)
+            suffix.index_add_(0, runs.run_blk, run_sw)
+        ctx.cache = None
         g_bg = None
         if ctx.needs_input_grad[5]:
             g_bg = _blocks_to_image(T_final[None] * g4[:3], plan).to(dt)

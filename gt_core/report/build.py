@@ -58,7 +58,7 @@ def qualitative_stage(results_dir: str | Path, subject: str, methods: Sequence[s
     fig = qualitative_grid(test.targets[rows], grid, frame_ids.tolist(), test.mouth_boxes[rows], out_png,
                            title=f"{subject}: test frames (unseen audio), head protocol")
     plt.close(fig)
-    audio, rate = read_wav(Path(cell.meta["data_dir"]) / "audio.wav")
+    audio, rate = read_wav(cell.data_dir / "audio.wav")
     start, stop = (int(round(i / cell.meta["split"]["fps"] * rate)) for i in cell.meta["test"])
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "test.wav"
