@@ -243,13 +243,14 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Te
 
 
 class _Runs:
-    """Rows ``[lo, hi)`` of the intersection list and their run structure.
+    """Rows ``[lo, hi)`` of the intersection list and their run structure; entries are laid out [P, R].
 
     Rows are sorted by (block, depth); a *run* is a maximal set of consecutive rows of the same block, i.e. the
     front-to-back list of one block's pixels within this chunk. A block id appears in at most one run per chunk.
+    Entry ``(p, r)`` is pixel ``p = oy·B + ox`` of row ``r``'s block.
     """
 
-    def __init__(self, plan: RasterPlan, lo: int, hi: int):
+    def __init__(self, plan: RasterPlan, lo: int, hi: int, dtype: torch.dtype):
         dev = plan.isect_blk.device
         R = hi - lo
         self.lo, self.R, self.P = lo, R, plan.block ** 2
@@ -261,103 +262,108 @@ class _Runs:
         self.end = torch.cat([self.first[1:], torch.tensor([R], device=dev)])  # [n_runs] exclusive end
         self.run_id = torch.cumsum(is_start, 0) - 1  # [R]
         self.run_blk = self.blk[self.first]  # [n_runs]
+        self._rid = self.run_id[None].expand(self.P, R)
         self._crow = torch.cat([self.first, torch.tensor([R], device=dev)])
         self._col = torch.arange(R, device=dev)
-        self.ind = _csr(self._crow, self._col, torch.ones(R, dtype=torch.float64, device=dev),
-                        (self.first.shape[0], R))  # [n_runs, R] run-indicator matrix
+        self.ind = _csr(self._crow, self._col, torch.ones(R, dtype=dtype, device=dev),
+                        (self.first.shape[0], R))  # [n_runs, R] run-indicator matrix (float dtype of the render)
 
     @property
     def n_runs(self) -> int:
         return int(self.first.shape[0])
 
+    def expand(self, x: Tensor) -> Tensor:
+        """[P, n_runs] per-run values -> [P, R] per entry."""
+        return torch.gather(x, 1, self._rid)
+
     def scan(self, v: Tensor, offset: Tensor | None = None) -> Tensor:
-        """float64 inclusive prefix sums of ``v`` [R, P] along each run's rows (per pixel), plus ``offset``
-        [n_runs, P] (the value carried into the run). One flat cumsum over the [P, R] transpose does all runs."""
-        vT = v.T.contiguous()  # [P, R]
-        cs = torch.cumsum(vT.reshape(-1), 0, dtype=torch.float64).reshape(self.P, self.R)
-        base = (cs.index_select(1, self.first) - vT.index_select(1, self.first)).T  # [n_runs, P] sum before run
+        """float64 inclusive prefix sums of ``v`` [P, R] along each run's rows (per pixel), plus ``offset``
+        [P, n_runs] (the value carried into the run). One flat float64 cumsum over all pixels and runs, minus the
+        sum accumulated before each run."""
+        cs = torch.cumsum(v.reshape(-1), 0, dtype=torch.float64).reshape(self.P, self.R)
+        base = cs.index_select(1, self.first) - v.index_select(1, self.first).to(torch.float64)  # [P, n_runs]
         if offset is not None:
             base = base - offset
-        return cs.T - base.contiguous().index_select(0, self.run_id)  # [R, P]
+        return cs - self.expand(base)
 
     def sums(self, v: Tensor) -> Tensor:
-        """[n_runs, M] float64 sums of ``v`` [R, M] over each run's rows."""
-        return self.ind @ v.to(torch.float64)
+        """[M, n_runs] sums of ``v`` [M, R] over each run's rows (in ``v``'s dtype: runs are short)."""
+        return (self.ind @ v.T).T
 
     def weighted_sums(self, weights: Tensor, v: Tensor) -> Tensor:
-        """[K, n_runs, M] float64 ``Σ_{r in run} weights[r, k]·v[r, :]`` for weights [R, K], v [R, M]."""
+        """[K, P, n_runs] ``Σ_{r in run} weights[r, k]·v[:, r]`` for weights [R, K], v [P, R] (``v``'s dtype)."""
         K = weights.shape[1]
         crow = torch.cat([self._crow[:-1] + k * self.R for k in range(K)] + [self._crow[-1:] + (K - 1) * self.R])
-        S = _csr(crow, self._col.repeat(K), weights.T.reshape(-1).to(torch.float64), (K * self.n_runs, self.R))
-        return (S @ v.to(torch.float64)).reshape(K, self.n_runs, -1)
+        S = _csr(crow, self._col.repeat(K), weights.T.reshape(-1).to(v.dtype), (K * self.n_runs, self.R))
+        return (S @ v.T).reshape(K, self.n_runs, -1).transpose(1, 2)
 
 
 def _row_params(plan: RasterPlan, runs: _Runs, params: Tensor) -> Tensor:
-    """[R, 6] per-row (u, v, a, b, c, o): the mean relative to the row's block's first pixel centre, conic, opacity."""
+    """[6, R] per-row (u, v, a, b, c, o): the mean relative to the row's block's first pixel centre, conic, opacity."""
     B = plan.block
     dt = params.dtype
-    p = params.index_select(0, runs.gid)  # [R, 6]: u, v, a, b, c, o
+    p = params.index_select(0, runs.gid).T  # [6, R]: u, v, a, b, c, o
     bx = (runs.blk % plan.nbx) * B
     by = torch.div(runs.blk, plan.nbx, rounding_mode="floor") * B
-    shift = torch.stack([bx, by], 1).to(dt) + 0.5
-    return torch.cat([p[:, :2] - shift, p[:, 2:]], 1)
+    shift = torch.stack([bx, by], 0).to(dt) + 0.5
+    return torch.cat([p[:2] - shift, p[2:]], 0)
 
 
 def _eval_alpha(plan: RasterPlan, runs: _Runs, params: Tensor) -> tuple[Tensor, Tensor]:
-    """α of every entry of a chunk, graphdeco's rules, in the chunk's [R, P] layout.
+    """α of every entry of a chunk, graphdeco's rules, in the chunk's [P, R] layout.
 
-    Returns ``alpha`` [R, P] (0 where skipped: outside the candidate rectangle, power > 0 or α < 1/255) and
-    ``G_u`` [R, P] = exp(power) where α is used and not clamped at 0.99 (0 elsewhere), i.e. ∂α/∂o.
+    Returns ``alpha`` [P, R] (0 where skipped: outside the candidate rectangle, power > 0 or α < 1/255) and
+    ``G_u`` [P, R] = exp(power) where α is used and not clamped at 0.99 (0 elsewhere), i.e. ∂α/∂o.
     """
     B = plan.block
     dt, dev = params.dtype, params.device
-    ux, uy, a, b, c, o = _row_params(plan, runs, params).unbind(1)
+    ux, uy, a, b, c, o = _row_params(plan, runs, params).unbind(0)
     bx = (runs.blk % plan.nbx) * B
     by = torch.div(runs.blk, plan.nbx, rounding_mode="floor") * B
-    rect = plan.rect.index_select(0, runs.gid)  # [R, 4]
-    off = torch.arange(B, device=dev)
-    insx = (off[None, :] >= (rect[:, 0] - bx)[:, None]) & (off[None, :] < (rect[:, 1] - bx)[:, None])  # [R, B]
-    insy = (off[None, :] >= (rect[:, 2] - by)[:, None]) & (off[None, :] < (rect[:, 3] - by)[:, None])
+    rect = plan.rect.index_select(0, runs.gid).T  # [4, R]
+    off = torch.arange(B, device=dev)[:, None]  # [B, 1]
+    insx = (off >= (rect[0] - bx)[None]) & (off < (rect[1] - bx)[None])  # [B(ox), R]
+    insy = (off >= (rect[2] - by)[None]) & (off < (rect[3] - by)[None])  # [B(oy), R]
     offf = off.to(dt)
-    dx = ux[:, None] - offf[None, :]  # [R, B(ox)]
-    dy = uy[:, None] - offf[None, :]  # [R, B(oy)]
+    dx = ux[None] - offf  # [B(ox), R]
+    dy = uy[None] - offf  # [B(oy), R]
     # pixels outside the candidate rectangle get power = -inf, hence α = 0 (skipped)
-    qx = torch.where(insx, (-0.5 * a)[:, None] * dx * dx, -math.inf)
-    qy = torch.where(insy, (-0.5 * c)[:, None] * dy * dy, -math.inf)
-    # entries [R, B(oy), B(ox)] == [R, P] with p = oy·B + ox
-    power = torch.addcmul(qy[:, :, None] + qx[:, None, :], ((-b)[:, None] * dx)[:, None, :], dy[:, :, None])
+    qx = torch.where(insx, (-0.5 * a)[None] * dx * dx, -math.inf)
+    qy = torch.where(insy, (-0.5 * c)[None] * dy * dy, -math.inf)
+    # entries [B(oy), B(ox), R] == [P, R] with p = oy·B + ox
+    power = torch.addcmul(qy[:, None] + qx[None], ((-b)[None] * dx)[None], dy[:, None])
     G = torch.exp(power)
-    oG = o[:, None, None] * G
+    oG = o * G
     used = (oG >= ALPHA_MIN) & (power <= 0)  # α >= 1/255 <=> o·G >= 1/255 (0.99 > 1/255)
-    alpha = (torch.clamp_max(oG, ALPHA_MAX) * used).reshape(runs.R, runs.P)
-    G_u = (G * (used & (oG <= ALPHA_MAX))).reshape(runs.R, runs.P)
+    alpha = (torch.clamp_max(oG, ALPHA_MAX) * used).reshape(runs.P, runs.R)
+    G_u = (G * (used & (oG <= ALPHA_MAX))).reshape(runs.P, runs.R)
     return alpha, G_u
 
 
 def _blocks_to_image(buf: Tensor, plan: RasterPlan) -> Tensor:
-    """[..., nblk, P] per-pixel block buffer -> [..., H, W]."""
+    """[..., P, nblk] per-pixel block buffer -> [..., H, W]."""
     B = plan.block
     lead = buf.shape[:-2]
     k = len(lead)
-    img = buf.reshape(*lead, plan.nby, plan.nbx, B, B).permute(*range(k), k, k + 2, k + 1, k + 3)
+    img = buf.reshape(*lead, B, B, plan.nby, plan.nbx).permute(*range(k), k + 2, k, k + 3, k + 1)
     return img.reshape(*lead, plan.nby * B, plan.nbx * B)[..., :plan.height, :plan.width]
 
 
 def _image_to_blocks(img: Tensor, plan: RasterPlan) -> Tensor:
-    """[..., H, W] image -> [..., nblk, P] block layout (zero padded at the right/bottom edges)."""
+    """[..., H, W] image -> [..., P, nblk] block layout (zero padded at the right/bottom edges)."""
     B = plan.block
     lead = img.shape[:-2]
     k = len(lead)
     pad = torch.zeros(*lead, plan.nby * B, plan.nbx * B, dtype=img.dtype, device=img.device)
     pad[..., :plan.height, :plan.width] = img
-    out = pad.reshape(*lead, plan.nby, B, plan.nbx, B).permute(*range(k), k, k + 2, k + 1, k + 3)
-    return out.reshape(*lead, plan.nby * plan.nbx, B * B)
+    out = pad.reshape(*lead, plan.nby, B, plan.nbx, B).permute(*range(k), k + 1, k + 3, k, k + 2)
+    return out.reshape(*lead, B * B, plan.nby * plan.nbx)
 
 
 class _Composite(torch.autograd.Function):
     """Front-to-back alpha compositing of binned Gaussians; analytic backward (graphdeco's, chunk-vectorised).
 
-    Per-pixel state lives in block layout ``[nblk, P]`` (block id, pixel in block). When the whole render has at
+    Per-pixel state lives in block layout ``[P, nblk]`` (pixel in block, block id). When the whole render has at
     most ``CACHE_ENTRIES`` entries, forward keeps each chunk's α / T / G for backward; otherwise backward
     recomputes them chunk by chunk (identical ops, identical decisions) so memory stays O(chunk).
     """
@@ -371,35 +377,35 @@ class _Composite(torch.autograd.Function):
         feats = torch.cat([colors, depths[:, None]], dim=1).detach().to(dt)  # [N, 4]
         need_grad = any(ctx.needs_input_grad[:5])
         cache = [] if need_grad and plan.n_intersections * P <= CACHE_ENTRIES else None
-        accum = torch.zeros(4, nblk, P, dtype=torch.float64, device=dev)  # Σ w·(r, g, b, z)
-        logT = torch.zeros(nblk, P, dtype=torch.float64, device=dev)  # log Π(1 - α) over composited entries
-        done = torch.zeros(nblk, P, dtype=torch.bool, device=dev)  # the pixel has stopped (T would drop < 1e-4)
-        last_row = torch.full((nblk, P), -1, dtype=torch.int64, device=dev) if need_grad and cache is None else None
+        accum = torch.zeros(4, P, nblk, dtype=torch.float64, device=dev)  # Σ w·(r, g, b, z)
+        logT = torch.zeros(P, nblk, dtype=torch.float64, device=dev)  # log Π(1 - α) over composited entries
+        done = torch.zeros(P, nblk, dtype=torch.bool, device=dev)  # the pixel has stopped (T would drop < 1e-4)
+        last_row = torch.full((P, nblk), -1, dtype=torch.int64, device=dev) if need_grad and cache is None else None
         for lo, hi in plan.chunks:
-            runs = _Runs(plan, lo, hi)
+            runs = _Runs(plan, lo, hi, dt)
             alpha, G_u = _eval_alpha(plan, runs, params)
-            l = torch.log(1.0 - alpha)  # [R, P]
-            carry = logT.index_select(0, runs.run_blk)  # [n_runs, P]
-            done_r = done.index_select(0, runs.run_blk)
-            incl = runs.scan(l, torch.where(done_r, -math.inf, carry))  # log T after each entry (-inf: stopped)
+            l = torch.log(1.0 - alpha)  # [P, R]
+            carry = logT.index_select(1, runs.run_blk)  # [P, n_runs]
+            done_r = done.index_select(1, runs.run_blk)
+            incl = runs.scan(l, torch.where(done_r, -math.inf, carry)).to(dt)  # log T after each entry; -inf: stopped
             keep = (incl >= LOG_T_MIN).to(dt)  # T·(1-α) >= 1e-4 and not stopped before: a prefix of the run
-            Te = torch.exp((incl - l).to(dt))  # T before each entry
+            Te = torch.exp(incl - l)  # T before each entry
             ak = alpha * keep
             w = ak * Te
-            accum.index_add_(1, runs.run_blk, runs.weighted_sums(feats.index_select(0, runs.gid), w))
-            sums = runs.sums(torch.cat([l * keep, keep], 1))  # [n_runs, 2P]
-            logT.index_copy_(0, runs.run_blk, carry + sums[:, :P])
-            n_alive = sums[:, P:]
-            done.index_copy_(0, runs.run_blk, done_r | (n_alive < (runs.end - runs.first)[:, None]))
+            accum.index_add_(2, runs.run_blk, runs.weighted_sums(feats.index_select(0, runs.gid), w))
+            sums = runs.sums(torch.cat([l * keep, keep], 0))  # [2P, n_runs]
+            logT.index_copy_(1, runs.run_blk, carry + sums[:P])
+            n_alive = sums[P:]
+            done.index_copy_(1, runs.run_blk, done_r | (n_alive < (runs.end - runs.first)[None]))
             if cache is not None:
                 cache.append((runs, ak, Te, G_u * keep))
             elif last_row is not None:
                 n_alive = n_alive.round().long()
-                prev = last_row.index_select(0, runs.run_blk)
-                last_row.index_copy_(0, runs.run_blk,
-                                     torch.where(n_alive > 0, (lo + runs.first)[:, None] + n_alive - 1, prev))
-        T = torch.exp(logT)  # [nblk, P]
-        bg_blocks = _image_to_blocks(background.detach().to(torch.float64), plan)  # [3, nblk, P]
+                prev = last_row.index_select(1, runs.run_blk)
+                last_row.index_copy_(1, runs.run_blk,
+                                     torch.where(n_alive > 0, (lo + runs.first)[None] + n_alive - 1, prev))
+        T = torch.exp(logT)  # [P, nblk]
+        bg_blocks = _image_to_blocks(background.detach().to(torch.float64), plan)  # [3, P, nblk]
         color = _blocks_to_image(accum[:3] + T * bg_blocks, plan).to(dt)
         alpha_img = _blocks_to_image(-torch.expm1(logT), plan)[None].to(dt)
         depth_img = _blocks_to_image(accum[3], plan)[None].to(dt)
@@ -417,54 +423,56 @@ class _Composite(torch.autograd.Function):
         n = params.shape[0]
         B = plan.block
         P, nblk = B * B, plan.nbx * plan.nby
-        g4 = _image_to_blocks(torch.cat([g_color, g_depth], 0).to(torch.float64), plan)  # [4, nblk, P]
-        gA = _image_to_blocks(g_alpha[0].to(torch.float64), plan)  # [nblk, P]
+        g4 = _image_to_blocks(torch.cat([g_color, g_depth], 0).to(torch.float64), plan)  # [4, P, nblk]
+        gA = _image_to_blocks(g_alpha[0].to(torch.float64), plan)  # [P, nblk]
         T_final = torch.exp(logT_final)
         # per-pixel suffix carry: Σ_{behind} (gC·c + gD·z)·w + T_final·(gC·bg - gA)
-        suffix = T_final * ((g4[:3] * bg_blocks).sum(0) - gA)  # [nblk, P] float64
+        suffix = T_final * ((g4[:3] * bg_blocks).sum(0) - gA)  # [P, nblk] float64
         logT_after = logT_final.clone() if cache is None else None
         grads = torch.zeros(n, 10, dtype=torch.float64, device=dev)  # u, v, a, b, c, o, r, g, b, z
         off = torch.arange(B, device=dev, dtype=dt)
         oy, ox = off.repeat_interleave(B), off.repeat(B)  # [P]
-        basis = torch.stack([torch.ones_like(ox), ox, oy, ox * ox, ox * oy, oy * oy], dim=1)  # [P, 6]
-        g4_rows = g4.to(dt).permute(1, 0, 2).reshape(nblk, 4 * P)  # [nblk, 4P]
+        basis = torch.stack([torch.ones_like(ox), ox, oy, ox * ox, ox * oy, oy * oy], dim=0)  # [6, P]
+        g4_flat = g4.to(dt).reshape(4 * P, nblk)
         for k, (lo, hi) in reversed(list(enumerate(plan.chunks))):
             if cache is not None:
                 runs, ak, Te, G_uk = cache[k]
             else:  # recompute: same α decisions; T rebuilt back to front from T_final
-                runs = _Runs(plan, lo, hi)
+                runs = _Runs(plan, lo, hi, dt)
                 alpha, G_u = _eval_alpha(plan, runs, params)
-                rows = torch.arange(lo, hi, device=dev)[:, None]
-                keep = (rows <= last_row.index_select(0, runs.blk)).to(dt)
+                rows = torch.arange(lo, hi, device=dev)[None]
+                keep = (rows <= last_row.index_select(1, runs.blk)).to(dt)
                 ak, G_uk = alpha * keep, G_u * keep
                 l = torch.log(1.0 - ak)
-                logT_before = logT_after.index_select(0, runs.run_blk) - runs.sums(l)  # T at each run's start
-                Te = torch.exp((runs.scan(l, logT_before) - l).to(dt))
-                logT_after.index_copy_(0, runs.run_blk, logT_before)
-            u, v, a, b, c, o = _row_params(plan, runs, params).to(torch.float64).unbind(1)
+                logT_before = logT_after.index_select(1, runs.run_blk) - runs.sums(l)  # T at each run's start
+                Te = torch.exp(runs.scan(l, logT_before).to(dt) - l)
+                logT_after.index_copy_(1, runs.run_blk, logT_before)
+            u, v, a, b, c, o = _row_params(plan, runs, params).to(torch.float64).unbind(0)
             w = ak * Te
-            f = feats.index_select(0, runs.gid)  # [R, 4]
-            G4 = g4_rows.index_select(0, runs.blk).reshape(runs.R, 4, P)  # [R, 4, P] upstream grads per entry
-            s = torch.bmm(f[:, None, :], G4)[:, 0]  # [R, P]  gC·c + gD·z
-            sw_incl = runs.scan(s * w)  # [R, P] float64
-            run_sw = sw_incl.index_select(0, runs.end - 1)  # [n_runs, P] run totals
-            behind = (suffix.index_select(0, runs.run_blk) + run_sw).index_select(0, runs.run_id) - sw_incl
+            f = feats.index_select(0, runs.gid).T  # [4, R]
+            G4 = g4_flat.index_select(1, runs.blk).reshape(4, P, runs.R)  # upstream grads per entry
+            s = G4[0] * f[0]
+            for ch in range(1, 4):
+                s = torch.addcmul(s, G4[ch], f[ch])  # [P, R]  gC·c + gD·z
+            sw_incl = runs.scan(s * w)  # [P, R] float64
+            run_sw = sw_incl.index_select(1, runs.end - 1)  # [P, n_runs] run totals
+            behind = runs.expand(suffix.index_select(1, runs.run_blk) + run_sw) - sw_incl
             d_alpha = Te * s - behind.to(dt) / (1.0 - ak)  # dL/dα (only used through G_uk, 0 where unused)
-            GdA = G_uk * d_alpha  # dL/d(o·G) · G = dL/do per entry; · o = dL/dpower
-            d_o = GdA.sum(1).to(torch.float64)  # [R]
-            S = (GdA @ basis).to(torch.float64) * o[:, None]  # [R, 6]: Σ dL/dpower·(1, ox, oy, ox², ox·oy, oy²)
-            d_feat = torch.bmm(G4, w[:, :, None])[:, :, 0].to(torch.float64)  # [R, 4]  Σ_p w·g
-            s0, sx, sy, sxx, sxy, syy = S.unbind(1)
+            GdA = G_uk * d_alpha  # dL/do per entry; · o = dL/dpower
+            d_o = GdA.sum(0).to(torch.float64)  # [R]
+            S = (basis @ GdA).to(torch.float64) * o  # [6, R]: Σ_p dL/dpower·(1, ox, oy, ox², ox·oy, oy²)
+            d_feat = (G4 * w).sum(1).to(torch.float64)  # [4, R]  Σ_p w·g
+            s0, sx, sy, sxx, sxy, syy = S.unbind(0)
             s_dx = u * s0 - sx  # Σ dpow·dx with dx = u - ox
             s_dy = v * s0 - sy
             s_dxdx = u * u * s0 - 2 * u * sx + sxx
             s_dxdy = u * v * s0 - u * sy - v * sx + sxy
             s_dydy = v * v * s0 - 2 * v * sy + syy
             row_grads = torch.cat([torch.stack([
-                -(a * s_dx + b * s_dy), -(b * s_dx + c * s_dy), -0.5 * s_dxdx, -s_dxdy, -0.5 * s_dydy, d_o], 1),
-                d_feat], 1)  # [R, 10]
-            grads.index_add_(0, runs.gid, row_grads)
-            suffix.index_add_(0, runs.run_blk, run_sw)
+                -(a * s_dx + b * s_dy), -(b * s_dx + c * s_dy), -0.5 * s_dxdx, -s_dxdy, -0.5 * s_dydy, d_o], 0),
+                d_feat], 0)  # [10, R]
+            grads.index_add_(0, runs.gid, row_grads.T)
+            suffix.index_add_(1, runs.run_blk, run_sw)
         ctx.cache = None
         g_bg = None
         if ctx.needs_input_grad[5]:
