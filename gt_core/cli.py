@@ -17,21 +17,28 @@ from gt_core.errors import InputError, TrainingDiverged
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], Callable[[argparse.ArgumentParser], None], str]] = {}
 
 
-def command(name: str, help: str):
-    """Register ``fn(args)`` as a sub-command whose arguments ``add_args(parser)`` declares."""
-    def wrap(add_args):
-        def deco(fn):
-            COMMANDS[name] = (fn, add_args, help)
-            return fn
-        return deco
-    return wrap
+def arg(*flags: str, **kwargs) -> tuple[tuple[str, ...], dict]:
+    """One ``add_argument`` call, declared: ``arg("--out", required=True)``."""
+    return flags, kwargs
+
+
+def command(name: str, help: str, *args: tuple[tuple[str, ...], dict]):
+    """Register ``fn(args)`` as the sub-command ``name`` taking the declared ``args``."""
+    def deco(fn):
+        def add_args(parser: argparse.ArgumentParser) -> None:
+            for flags, kwargs in args:
+                parser.add_argument(*flags, **kwargs)
+
+        COMMANDS[name] = (fn, add_args, help)
+        return fn
+    return deco
 
 
 # ----------------------------------------------------------------------------------------------- data + preprocess
-@command("demo", "generate the built-in demo subject (video with speech + ground-truth curves)")(
-    lambda p: (p.add_argument("--out", required=True), p.add_argument("--truth", required=True),
-               p.add_argument("--seed", type=int, default=0), p.add_argument("--duration", type=float, default=44.0),
-               p.add_argument("--size", type=int, default=512)))
+@command("demo", "generate the built-in demo subject (video with speech + ground-truth curves)",
+         arg("--out", required=True), arg("--truth", required=True),
+         arg("--seed", type=int, default=0), arg("--duration", type=float, default=44.0),
+         arg("--size", type=int, default=512))
 def _demo(args):
     from gt_core.data.demo import DemoSpec, generate_demo
 
@@ -39,88 +46,88 @@ def _demo(args):
     logging.info("demo: %s", summary)
 
 
-@command("probe", "probe a subject's video and check it is long enough for the split")(
-    lambda p: (p.add_argument("--video", required=True), p.add_argument("--out", required=True),
-               p.add_argument("--required-seconds", type=float, required=True),
-               p.add_argument("--fps", type=int, default=25)))
+@command("probe", "probe a subject's video and check it is long enough for the split",
+         arg("--video", required=True), arg("--out", required=True),
+         arg("--required-seconds", type=float, required=True),
+         arg("--fps", type=int, default=25))
 def _probe(args):
     from gt_core.preprocess.stages import probe_stage
 
     probe_stage(args.video, args.out, args.required_seconds, args.fps)
 
 
-@command("crop", "fix the square head crop of a video from landmarks on sampled frames")(
-    lambda p: (p.add_argument("--video", required=True), p.add_argument("--probe", required=True),
-               p.add_argument("--out", required=True)))
+@command("crop", "fix the square head crop of a video from landmarks on sampled frames",
+         arg("--video", required=True), arg("--probe", required=True),
+         arg("--out", required=True))
 def _crop(args):
     from gt_core.preprocess.stages import crop_stage
 
     crop_stage(args.video, args.probe, args.out)
 
 
-@command("frames", "decode cropped, resized frames at 25 fps")(
-    lambda p: (p.add_argument("--video", required=True), p.add_argument("--probe", required=True),
-               p.add_argument("--crop", required=True), p.add_argument("--out", required=True),
-               p.add_argument("--resolution", type=int, required=True), p.add_argument("--fps", type=int, default=25)))
+@command("frames", "decode cropped, resized frames at 25 fps",
+         arg("--video", required=True), arg("--probe", required=True),
+         arg("--crop", required=True), arg("--out", required=True),
+         arg("--resolution", type=int, required=True), arg("--fps", type=int, default=25))
 def _frames(args):
     from gt_core.preprocess.stages import frames_stage
 
     frames_stage(args.video, args.probe, args.crop, args.out, args.resolution, args.fps)
 
 
-@command("audio", "extract 16 kHz mono audio aligned to the frames")(
-    lambda p: (p.add_argument("--video", required=True), p.add_argument("--probe", required=True),
-               p.add_argument("--out", required=True)))
+@command("audio", "extract 16 kHz mono audio aligned to the frames",
+         arg("--video", required=True), arg("--probe", required=True),
+         arg("--out", required=True))
 def _audio(args):
     from gt_core.preprocess.stages import audio_stage
 
     audio_stage(args.video, args.probe, args.out)
 
 
-@command("landmarks", "face-mesh landmarks and eye openness per frame")(
-    lambda p: (p.add_argument("--frames", required=True), p.add_argument("--out", required=True),
-               p.add_argument("--eyes", required=True), p.add_argument("--max-missing", type=int, default=0),
-               p.add_argument("--source", default=None)))
+@command("landmarks", "face-mesh landmarks and eye openness per frame",
+         arg("--frames", required=True), arg("--out", required=True),
+         arg("--eyes", required=True), arg("--max-missing", type=int, default=0),
+         arg("--source", default=None))
 def _landmarks(args):
     from gt_core.preprocess.stages import landmarks_stage
 
     landmarks_stage(args.frames, args.out, args.eyes, args.max_missing, args.source)
 
 
-@command("pose", "rigid head pose per frame + focal search; transforms.json")(
-    lambda p: (p.add_argument("--landmarks", required=True), p.add_argument("--out", required=True),
-               p.add_argument("--transforms", required=True),
-               p.add_argument("--canonical-frames", type=int, required=True,
-                              help="the first K frames (shortest training clip) define the canonical shape")))
+@command("pose", "rigid head pose per frame + focal search; transforms.json",
+         arg("--landmarks", required=True), arg("--out", required=True),
+         arg("--transforms", required=True),
+         arg("--canonical-frames", type=int, required=True,
+                              help="the first K frames (shortest training clip) define the canonical shape"))
 def _pose(args):
     from gt_core.preprocess.stages import pose_stage
 
     pose_stage(args.landmarks, args.out, args.transforms, range(0, args.canonical_frames))
 
 
-@command("masks", "parse frames into background / torso / head")(
-    lambda p: (p.add_argument("--frames", required=True), p.add_argument("--landmarks", required=True),
-               p.add_argument("--out", required=True)))
+@command("masks", "parse frames into background / torso / head",
+         arg("--frames", required=True), arg("--landmarks", required=True),
+         arg("--out", required=True))
 def _masks(args):
     from gt_core.preprocess.stages import masks_stage
 
     masks_stage(args.frames, args.landmarks, args.out)
 
 
-@command("audio-features", "audio windows [n_frames, 16, C] for one extractor")(
-    lambda p: (p.add_argument("--wav", required=True), p.add_argument("--probe", required=True),
-               p.add_argument("--name", required=True), p.add_argument("--out", required=True)))
+@command("audio-features", "audio windows [n_frames, 16, C] for one extractor",
+         arg("--wav", required=True), arg("--probe", required=True),
+         arg("--name", required=True), arg("--out", required=True))
 def _audio_features(args):
     from gt_core.preprocess.stages import audio_features_stage
 
     audio_features_stage(args.wav, args.probe, args.name, args.out)
 
 
-@command("cell", "split a subject into one cell (train = first D s, test = common tail) + plate")(
-    lambda p: (p.add_argument("--data", required=True, help="the subject's data directory"),
-               p.add_argument("--duration", type=float, required=True), p.add_argument("--out", required=True),
-               p.add_argument("--audio-features", required=True), p.add_argument("--config", required=True,
-                                                                                  help="split settings as JSON")))
+@command("cell", "split a subject into one cell (train = first D s, test = common tail) + plate",
+         arg("--data", required=True, help="the subject's data directory"),
+         arg("--duration", type=float, required=True), arg("--out", required=True),
+         arg("--audio-features", required=True), arg("--config", required=True,
+                                                                                  help="split settings as JSON"))
 def _cell(args):
     import json
 
@@ -133,17 +140,15 @@ def _cell(args):
 
 
 # ------------------------------------------------------------------------------------------ methods + evaluation
-def _method_args(p):
-    p.add_argument("--cell", required=True, help="the cell directory (results/{subject}/{D}s/cell)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+METHOD_ARGS = (arg("--cell", required=True, help="the cell directory (results/{subject}/{D}s/cell)"),
+         arg("--device", default="auto"), arg("--seed", type=int, default=0))
 
 
-@command("train", "train one method on one cell (resumes from its periodic checkpoint)")(
-    lambda p: (_method_args(p), p.add_argument("--method", required=True), p.add_argument("--preset", required=True),
-               p.add_argument("--params", default="{}", help="hyper-parameter overrides as JSON"),
-               p.add_argument("--out", required=True, help="the method's cell directory"),
-               p.add_argument("--config-hash", default="")))
+@command("train", "train one method on one cell (resumes from its periodic checkpoint)",
+         *METHOD_ARGS, arg("--method", required=True), arg("--preset", required=True),
+         arg("--params", default="{}", help="hyper-parameter overrides as JSON"),
+         arg("--out", required=True, help="the method's cell directory"),
+         arg("--config-hash", default=""))
 def _train(args):
     import json
 
@@ -153,27 +158,27 @@ def _train(args):
                 args.config_hash)
 
 
-@command("render", "render a cell's test frames with a trained method")(
-    lambda p: (_method_args(p), p.add_argument("--train", required=True, help="the method's train.json"),
-               p.add_argument("--out", required=True)))
+@command("render", "render a cell's test frames with a trained method",
+         *METHOD_ARGS, arg("--train", required=True, help="the method's train.json"),
+         arg("--out", required=True))
 def _render(args):
     from gt_core.methods.run import render_stage
 
     render_stage(args.cell, args.train, args.out, args.device, args.seed)
 
 
-@command("evaluate", "PSNR/SSIM/LPIPS/LMD of a cell's renders for every protocol")(
-    lambda p: (p.add_argument("--cell", required=True), p.add_argument("--renders", required=True),
-               p.add_argument("--train", required=True), p.add_argument("--out", required=True),
-               p.add_argument("--device", default="cpu")))
+@command("evaluate", "PSNR/SSIM/LPIPS/LMD of a cell's renders for every protocol",
+         arg("--cell", required=True), arg("--renders", required=True),
+         arg("--train", required=True), arg("--out", required=True),
+         arg("--device", default="cpu"))
 def _evaluate(args):
     from gt_core.metrics.cell_stage import evaluate_stage
 
     evaluate_stage(args.cell, args.renders, args.train, args.out, args.device)
 
 
-@command("download-weights", "fetch the LPIPS AlexNet backbone (the only command that downloads; needs network)")(
-    lambda p: p.add_argument("--out", default=None, help="default: <torch hub dir>/checkpoints/<file>"))
+@command("download-weights", "fetch the LPIPS AlexNet backbone (the only command that downloads; needs network)",
+         arg("--out", default=None, help="default: <torch hub dir>/checkpoints/<file>"))
 def _download_weights(args):
     import urllib.request
 
@@ -194,32 +199,30 @@ def _download_weights(args):
 
 
 # -------------------------------------------------------------------------------------------------------- reports
-def _grid_args(p):
-    p.add_argument("--methods", nargs="+", required=True)
-    p.add_argument("--durations", nargs="+", type=float, required=True)
+GRID_ARGS = (arg("--methods", nargs="+", required=True), arg("--durations", nargs="+", type=float, required=True))
 
 
-@command("tables", "Table 1 (csv, md, tex; head and face protocols), long csv, per-subject tables")(
-    lambda p: (_grid_args(p), p.add_argument("--metrics", nargs="+", required=True),
-               p.add_argument("--out-dir", required=True)))
+@command("tables", "Table 1 (csv, md, tex; head and face protocols), long csv, per-subject tables",
+         *GRID_ARGS, arg("--metrics", nargs="+", required=True),
+         arg("--out-dir", required=True))
 def _tables(args):
     from gt_core.report.build import tables_stage
 
     tables_stage(args.metrics, args.out_dir, args.methods, args.durations)
 
 
-@command("figure", "metrics vs training duration, one panel per metric")(
-    lambda p: (_grid_args(p), p.add_argument("--metrics", nargs="+", required=True),
-               p.add_argument("--out", required=True)))
+@command("figure", "metrics vs training duration, one panel per metric",
+         *GRID_ARGS, arg("--metrics", nargs="+", required=True),
+         arg("--out", required=True))
 def _figure(args):
     from gt_core.report.build import figure_stage
 
     figure_stage(args.metrics, args.out, args.methods, args.durations)
 
 
-@command("qualitative", "Figure-2-style grid and side-by-side video of one subject's test frames")(
-    lambda p: (_grid_args(p), p.add_argument("--subject", required=True), p.add_argument("--results", default="results"),
-               p.add_argument("--out-png", required=True), p.add_argument("--out-mp4", required=True)))
+@command("qualitative", "Figure-2-style grid and side-by-side video of one subject's test frames",
+         *GRID_ARGS, arg("--subject", required=True), arg("--results", default="results"),
+         arg("--out-png", required=True), arg("--out-mp4", required=True))
 def _qualitative(args):
     from gt_core.report.build import qualitative_stage
 
