@@ -17,7 +17,7 @@ from gt_core.metrics import lpips_metric as lpm
 from gt_core.metrics.evaluate import (FACE_CROP_SIZE, FRAME_COLUMNS, FULL_NOT_APPLICABLE, evaluate_cell,
                                       face_boxes_from_points, face_crop_box, write_cell_metrics)
 from gt_core.metrics.image import PSNR_CAP_DB, cap_psnr, psnr, psnr_batch, ssim, ssim_batch
-from gt_core.metrics.lmd import compute_lmd, lip_points, lmd_from_points
+from gt_core.metrics.lmd import compute_lmd, lip_points, lmd_from_points, mouth_opening_from_lips, mouth_sync
 from gt_core.preprocess.landmarks import LIPS, detect_landmarks
 
 
@@ -266,6 +266,23 @@ def test_lmd_grows_with_lip_displacement_and_misses_are_counted(face512):
     gt_nan[2] = np.nan
     res3 = compute_lmd(renders[:4], gt_lip_points=gt_nan)
     assert np.isnan(res3.values[2]) and res3.n_missed == 1 and not res3.gt_found[2]
+
+
+def test_mouth_sync_follows_opening_and_flags_a_static_mouth(face512):
+    ks = [0, 3, 6, 2, 5, 1]
+    targets = np.stack([_warp_lower_lip(face512, k) for k in ks])
+    same = compute_lmd(targets.copy(), targets).mouth_sync()
+    assert same["r"] == pytest.approx(1.0) and same["n"] == len(ks)
+    opening = mouth_opening_from_lips(lip_points(detect_landmarks(targets, video_mode=False)))
+    assert np.corrcoef(opening, ks)[0, 1] > 0.95  # the measure rises with the lower lip's drop
+    reversed_ = compute_lmd(targets[::-1].copy(), targets).mouth_sync()
+    assert reversed_["r"] < 0
+    static = compute_lmd(np.repeat(targets[:1], len(ks), axis=0), targets).mouth_sync()
+    assert math.isnan(static["r"]) and "constant in the render" in static["status"]
+    # frames missing in either series are left out; fewer than 3 left -> undefined
+    a, b = np.array([0.1, np.nan, 0.3, 0.2]), np.array([0.2, 0.5, 0.6, 0.4])
+    assert mouth_sync(a, b)["n"] == 3 and mouth_sync(a, b)["r"] == pytest.approx(1.0)
+    assert "fewer than 3" in mouth_sync(a[:2], b[:2])["status"]
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ METRIC_DEFINITIONS = {
     "lmd": (f"mediapipe face mesh on render and ground truth (static images), 40 lip points in 2D, each set centred on "
             f"its mean, mean Euclidean distance in pixels of a {LMD_REFERENCE_WIDTH}-px-wide frame; NaN and counted as "
             f"missed when either has no face; lower is better"),
+    "mouth_sync": ("Pearson r over the test frames between the mouth opening (inner-lip gap / mouth width, from the "
+                   "LMD lip points) of the render and of the ground truth; 1 = the rendered mouth opens and closes "
+                   "with the real one, ~0 = it ignores the audio; not part of Table 1"),
     "head": "render composited over GT torso + background plate vs GT frame with background replaced by the plate",
     "face": (f"head images cropped to the GT-landmark face box (+{FACE_BOX_MARGIN:g} margin per side, square, "
              f"clamped); PSNR on the native crop, SSIM/LPIPS on crops resized to {FACE_CROP_SIZE}x{FACE_CROP_SIZE}; "
@@ -229,6 +232,7 @@ def evaluate_cell(
         res = lmd_results[proto]
         entry["lmd"].update(n_missed=res.n_missed, n_missed_render=int((~res.render_found).sum()),
                             n_missed_gt=int((~res.gt_found).sum()))
+        entry["mouth_sync"] = res.mouth_sync()
         if not lp.available:
             entry["lpips"]["status"] = f"unavailable: {lp.reason}"
         if proto == "face":

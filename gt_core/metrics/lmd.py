@@ -6,6 +6,11 @@ lip points (:data:`gt_core.preprocess.landmarks.LIPS`) are taken in 2D. Each set
 the mean Euclidean distance between corresponding points, expressed in pixels of a 512-px-wide frame
 (``× 512 / frame width``; no other normalisation). A frame where no face is found in the render or in the ground truth
 gets NaN and is counted as missed; it is never dropped silently.
+
+Mouth sync (reported next to LMD, not in Table 1): the same lip detections give each frame's mouth opening (inner-lip
+gap over mouth width, :func:`gt_core.preprocess.landmarks.mouth_opening`); its Pearson correlation between renders and
+ground truth over the test frames says whether the rendered mouth opens and closes *when* the real one does —
+something a per-frame distance such as LMD cannot separate from a static mouth of the right average shape.
 """
 from __future__ import annotations
 
@@ -13,10 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gt_core.preprocess.landmarks import LIPS, Landmarks, detect_landmarks
+from gt_core.preprocess.landmarks import LIPS, LIPS_INNER_LOWER, LIPS_INNER_UPPER, MOUTH_LEFT, MOUTH_RIGHT, Landmarks, detect_landmarks
 
 LMD_REFERENCE_WIDTH = 512  # LMD is reported in pixels of a frame this wide
 N_LIP_POINTS = len(LIPS)  # 40
+_LIP_INDEX = {int(v): i for i, v in enumerate(LIPS)}  # mesh index -> position in the 40 lip points
 
 
 def lip_points(landmarks: Landmarks) -> np.ndarray:
@@ -40,6 +46,36 @@ def lmd_from_points(pred: np.ndarray, gt: np.ndarray, width: int) -> np.ndarray:
     return d * (LMD_REFERENCE_WIDTH / float(width))
 
 
+def mouth_opening_from_lips(lips: np.ndarray) -> np.ndarray:
+    """Inner-lip gap over mouth width from the 40 lip points: ``[N, 40, 2] -> [N]`` (NaN where points are NaN)."""
+    assert lips.ndim == 3 and lips.shape[1:] == (N_LIP_POINTS, 2), lips.shape
+    up, lo = lips[:, _LIP_INDEX[LIPS_INNER_UPPER]], lips[:, _LIP_INDEX[LIPS_INNER_LOWER]]
+    left, right = lips[:, _LIP_INDEX[MOUTH_LEFT]], lips[:, _LIP_INDEX[MOUTH_RIGHT]]
+    gap = np.linalg.norm(up - lo, axis=-1)
+    width = np.linalg.norm(left - right, axis=-1)
+    return gap / np.maximum(width, 1e-6)
+
+
+def mouth_sync(render_opening: np.ndarray, gt_opening: np.ndarray) -> dict:
+    """Pearson r of render vs ground-truth mouth opening over the frames where both exist (``[N]`` each).
+
+    Returns ``{"r", "n", "render_std", "gt_std"}``; ``r`` is NaN (with a ``status``) when fewer than 3 frames have
+    both or either series is constant.
+    """
+    assert render_opening.shape == gt_opening.shape and render_opening.ndim == 1
+    ok = np.isfinite(render_opening) & np.isfinite(gt_opening)
+    a, b = render_opening[ok], gt_opening[ok]
+    out = {"n": int(ok.sum()), "render_std": float(a.std()) if a.size else float("nan"),
+           "gt_std": float(b.std()) if b.size else float("nan"), "r": float("nan")}
+    if a.size < 3:
+        out["status"] = "undefined: fewer than 3 frames with a face in both render and ground truth"
+    elif a.std() < 1e-9 or b.std() < 1e-9:
+        out["status"] = "undefined: the mouth opening is constant in the " + ("render" if a.std() < 1e-9 else "ground truth")
+    else:
+        out["r"] = float(np.corrcoef(a, b)[0, 1])
+    return out
+
+
 @dataclass
 class LmdResult:
     """Per-frame LMD and which detections succeeded."""
@@ -47,6 +83,13 @@ class LmdResult:
     values: np.ndarray  # [N] float64, 512-px pixels; NaN where missed
     render_found: np.ndarray  # [N] bool, face found in the render
     gt_found: np.ndarray  # [N] bool, face found in (or supplied for) the ground truth
+    render_lips: np.ndarray | None = None  # [N, 40, 2] lip points detected on the renders (NaN where missed)
+    gt_lips: np.ndarray | None = None  # [N, 40, 2] ground-truth lip points
+
+    def mouth_sync(self) -> dict:
+        """Correlation of render vs ground-truth mouth opening (see the module docstring)."""
+        assert self.render_lips is not None and self.gt_lips is not None
+        return mouth_sync(mouth_opening_from_lips(self.render_lips), mouth_opening_from_lips(self.gt_lips))
 
     @property
     def missed(self) -> np.ndarray:
@@ -80,6 +123,8 @@ def compute_lmd(
         assert gt_pts.shape == (n, N_LIP_POINTS, 2), gt_pts.shape
     gt_found = np.isfinite(gt_pts).all(axis=(1, 2))
     pred_lm = detect_landmarks(renders, video_mode=False, progress=progress)
-    values = lmd_from_points(lip_points(pred_lm), gt_pts, w)  # [N]
+    pred_pts = lip_points(pred_lm)  # [N, 40, 2]
+    values = lmd_from_points(pred_pts, gt_pts, w)  # [N]
     values[~(pred_lm.found & gt_found)] = np.nan
-    return LmdResult(values=values, render_found=pred_lm.found.copy(), gt_found=gt_found)
+    return LmdResult(values=values, render_found=pred_lm.found.copy(), gt_found=gt_found, render_lips=pred_pts,
+                     gt_lips=gt_pts)

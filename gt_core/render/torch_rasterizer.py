@@ -30,15 +30,19 @@ Implementation (memory stays bounded; no dense N×H×W tensor):
    is below 1/255 and the pixel is skipped anyway, so pruning changes nothing but the work. The candidate rectangle is
    cut into ``B×B`` pixel blocks (``B = 4`` by default, larger when the intersection list would get too long) and
    the (Gaussian, block) intersections are sorted once by a combined ``block·N + depth rank`` key.
-3. :class:`_Composite` (a ``torch.autograd.Function`` whose forward and backward are plain torch ops). The sorted
-   intersection list is processed in chunks of at most ``chunk_entries`` (pixel, Gaussian) entries (layout
-   ``[B², rows]``): α for every entry, transmittance by a segmented exclusive scan of ``log(1-α)`` (float64, flat
-   cumsum minus the per-run base), the early-stop rule as a mask, segment sums into per-pixel buffers. Transmittance
-   is carried per pixel from chunk to chunk, so a block's list may span chunks. Backward walks the chunks back to
-   front like graphdeco's ``renderCUDA`` backward: it recomputes α, rebuilds ``T`` from ``T_final``, carries the
-   per-pixel suffix sum of ``(gC·c + gD·z)·w`` (plus ``T_final·(gC·bg - gA)``) and reduces per-entry gradients to
-   per-Gaussian ones with small matmuls. It stores only per-pixel buffers plus the O(#intersections) list, so peak
-   memory is O(N + #intersections + H·W + chunk_entries).
+3. :class:`_Composite` (a ``torch.autograd.Function`` whose forward and backward are plain torch ops, so it runs
+   wherever torch does). The sorted intersection list is processed in chunks of at most ``chunk_entries``
+   (pixel, Gaussian) entries, laid out ``[B², rows]`` (chunks are cut at block boundaries where possible): α for every
+   entry; log-transmittance by a segmented inclusive scan of ``log(1-α)`` (one flat float64 cumsum minus the sum
+   before each block's run); the early-stop rule as a mask (``log T_incl >= log 1e-4``, a prefix of each run); run
+   sums (CSR matmuls) into per-pixel buffers. Transmittance and a "stopped" flag are carried per pixel from chunk to
+   chunk, so a block's list may span chunks. Backward walks the chunks back to front like graphdeco's ``renderCUDA``
+   backward: the per-pixel suffix sum of ``(gC·c + gD·z)·w`` (started at ``T_final·(gC·bg - gA)``) gives ``∂L/∂α``
+   of every entry; per-entry gradients are reduced to per-Gaussian ones with small matmuls (the ``dx``, ``dy``
+   moments of ``∂L/∂power`` over a block are a [6, B²] × [B², rows] product). When the render has at most
+   ``CACHE_ENTRIES`` entries the forward keeps α, T and G of every entry for the backward; above that the backward
+   recomputes them chunk by chunk and rebuilds T from ``T_final`` (division-free: in log space), so peak memory is
+   O(N + #intersections + H·W + chunk_entries) either way.
 
 The clamp ``α = min(0.99, ·)`` is differentiated exactly (zero gradient where it clamps); graphdeco's CUDA backward
 passes the gradient through the clamp instead — the only place where gradients differ by design.
@@ -62,9 +66,9 @@ LOG_T_MIN = math.log(T_MIN)
 FRUSTUM_SLACK = 0.3  # the Jacobian is evaluated at t.x/t.z clamped to the frustum widened by 0.3·tan(fov/2)
 
 DEFAULT_BLOCK = 4  # pixel block side used for the intersection list
-DEFAULT_CHUNK_ENTRIES = 1 << 18  # (pixel, Gaussian) entries evaluated per chunk: bounds peak memory
+DEFAULT_CHUNK_ENTRIES = 1 << 17  # (pixel, Gaussian) entries evaluated per chunk: bounds peak memory
 MAX_INTERSECTIONS = 1 << 23  # past this many (Gaussian, block) intersections, use bigger blocks
-CACHE_ENTRIES = 1 << 23  # forward keeps per-entry α/T/G for backward up to this many entries (~150 MB float32)
+CACHE_ENTRIES = 1 << 23  # forward keeps per-entry α, T, G for backward up to this many entries (~100 MB in float32)
 
 
 # --------------------------------------------------------------------------------------------------- projection
@@ -152,7 +156,8 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, viewmat: Ten
 # ------------------------------------------------------------------------------------------------------ binning
 @dataclass
 class RasterPlan:
-    """The no-grad binning of one render: sorted (Gaussian, block) intersections and chunk boundaries."""
+    """The no-grad binning of one render: (Gaussian, block) intersections sorted by (block, depth), their runs
+    (a run = the consecutive intersections of one block) and the chunks the compositor processes them in."""
 
     width: int
     height: int
@@ -162,7 +167,10 @@ class RasterPlan:
     isect_gid: Tensor  # [M] int64 Gaussian of each intersection, sorted by (block, depth)
     isect_blk: Tensor  # [M] int64 block id (by·nbx + bx)
     rect: Tensor  # [N, 4] int64 candidate pixel rectangle (x0, x1, y0, y1), exclusive ends; empty = culled
-    chunks: list[tuple[int, int]] = field(default_factory=list)  # row ranges of the intersection list
+    run_first: Tensor  # [n_runs] first row of each run
+    run_end: Tensor  # [n_runs] exclusive end row of each run
+    row_run: Tensor  # [M] run of each row
+    chunks: list[tuple[int, int, int, int]] = field(default_factory=list)  # (row lo, row hi, run lo, run hi)
 
     @property
     def n_intersections(self) -> int:
@@ -171,7 +179,7 @@ class RasterPlan:
     @property
     def max_chunk_entries(self) -> int:
         """Largest number of (pixel, Gaussian) entries evaluated at once (the dominant intermediate size)."""
-        return max((hi - lo for lo, hi in self.chunks), default=0) * self.block * self.block
+        return max((c[1] - c[0] for c in self.chunks), default=0) * self.block * self.block
 
 
 def _support_rect(proj: Projected, opacities: Tensor, width: int, height: int) -> Tensor:
@@ -228,10 +236,28 @@ def plan_raster(proj: Projected, opacities: Tensor, width: int, height: int, blo
         key = torch.sort(key).values
         isect_blk = torch.div(key, max(g, 1), rounding_mode="floor")
         isect_gid = order[key - isect_blk * max(g, 1)]
+        # runs, and chunks of <= `rows` rows cut at run starts where possible (a longer run is split)
+        is_start = torch.ones(total, dtype=torch.bool, device=device)
+        is_start[1:] = isect_blk[1:] != isect_blk[:-1]
+        run_first = is_start.nonzero().squeeze(1)
+        run_end = torch.cat([run_first[1:], torch.tensor([total], device=device)])
+        row_run = torch.cumsum(is_start, 0) - 1
         rows = max(1, chunk_entries // (blk * blk))
-        chunks = [(lo, min(lo + rows, total)) for lo in range(0, total, rows)]
+        chunks = []
+        if total > 0:
+            targets = torch.arange(rows, max(total, rows), rows, device=device)
+            cuts = run_first[torch.searchsorted(run_first, targets, right=True) - 1]
+            bounds = torch.unique(torch.cat([torch.tensor([0, total], device=device), cuts])).tolist()
+            fine = []
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                fine += [(c, min(c + rows, hi)) for c in range(lo, hi, rows)]
+            los = torch.tensor([lo for lo, _ in fine], device=device)
+            his = torch.tensor([hi for _, hi in fine], device=device)
+            k0s, k1s = row_run[los].tolist(), (row_run[his - 1] + 1).tolist()
+            chunks = [(lo, hi, k0, k1) for (lo, hi), k0, k1 in zip(fine, k0s, k1s)]
     return RasterPlan(width=width, height=height, block=blk, nbx=nbx, nby=nby, isect_gid=isect_gid,
-                      isect_blk=isect_blk, rect=rect, chunks=chunks)
+                      isect_blk=isect_blk, rect=rect, run_first=run_first, run_end=run_end, row_run=row_run,
+                      chunks=chunks)
 
 
 # -------------------------------------------------------------------------------------------------- compositing
@@ -242,35 +268,59 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Te
         return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
 
 
-class _Runs:
-    """Rows ``[lo, hi)`` of the intersection list and their run structure; entries are laid out [P, R].
+class _Rows:
+    """Per-intersection ("row") quantities of one render, computed once per forward (O(M·B) memory).
 
-    Rows are sorted by (block, depth); a *run* is a maximal set of consecutive rows of the same block, i.e. the
-    front-to-back list of one block's pixels within this chunk. A block id appears in at most one run per chunk.
-    Entry ``(p, r)`` is pixel ``p = oy·B + ox`` of row ``r``'s block.
+    ``rowp`` [6, M]: (u, v, a, b, c, o) — the mean relative to the first pixel centre of the row's block, the conic
+    and the opacity. ``qx``/``qy`` [B, M]: ``-½·a·dx²`` / ``-½·c·dy²`` for the block's pixel columns/rows (``-inf``
+    outside the Gaussian's candidate rectangle), ``bdx`` [B, M] = ``-b·dx``, ``dy`` [B, M]; so that
+    ``power[oy, ox] = qy[oy] + qx[ox] + bdx[ox]·dy[oy]``. ``feats`` [4, M]: colour and depth of the row's Gaussian.
     """
 
-    def __init__(self, plan: RasterPlan, lo: int, hi: int, dtype: torch.dtype):
+    def __init__(self, plan: RasterPlan, params: Tensor, feats: Tensor):
+        B = plan.block
+        dt, dev = params.dtype, params.device
+        gid, blk = plan.isect_gid, plan.isect_blk
+        p = params.index_select(0, gid).T  # [6, M]: u, v, a, b, c, o
+        bx = (blk % plan.nbx) * B
+        by = torch.div(blk, plan.nbx, rounding_mode="floor") * B
+        self.rowp = torch.cat([p[:2] - (torch.stack([bx, by], 0).to(dt) + 0.5), p[2:]], 0)  # [6, M]
+        u, v, a, b, c, _ = self.rowp.unbind(0)
+        rect = plan.rect.index_select(0, gid).T  # [4, M]
+        off = torch.arange(B, device=dev)[:, None]  # [B, 1]
+        insx = (off >= (rect[0] - bx)[None]) & (off < (rect[1] - bx)[None])  # [B(ox), M]
+        insy = (off >= (rect[2] - by)[None]) & (off < (rect[3] - by)[None])  # [B(oy), M]
+        dx = u[None] - off.to(dt)  # [B(ox), M]
+        self.dy = v[None] - off.to(dt)  # [B(oy), M]
+        self.qx = torch.where(insx, (-0.5 * a)[None] * dx * dx, -math.inf)
+        self.qy = torch.where(insy, (-0.5 * c)[None] * self.dy * self.dy, -math.inf)
+        self.bdx = (-b)[None] * dx
+        self.feats = feats.index_select(0, gid).T.contiguous()  # [4, M]
+
+
+class _Runs:
+    """One chunk: rows ``[lo, hi)`` of the intersection list and its runs; entries are laid out [P, R].
+
+    Entry ``(p, r)`` is pixel ``p = oy·B + ox`` of row ``r``'s block. A block appears in at most one run per chunk.
+    """
+
+    def __init__(self, plan: RasterPlan, chunk: tuple[int, int, int, int], dtype: torch.dtype):
+        lo, hi, k0, k1 = chunk
         dev = plan.isect_blk.device
         R = hi - lo
-        self.lo, self.R, self.P = lo, R, plan.block ** 2
+        self.lo, self.hi, self.R, self.P = lo, hi, R, plan.block ** 2
         self.gid = plan.isect_gid[lo:hi]  # [R]
         self.blk = plan.isect_blk[lo:hi]  # [R]
-        is_start = torch.ones(R, dtype=torch.bool, device=dev)
-        is_start[1:] = self.blk[1:] != self.blk[:-1]
-        self.first = is_start.nonzero().squeeze(1)  # [n_runs] local first row of each run
-        self.end = torch.cat([self.first[1:], torch.tensor([R], device=dev)])  # [n_runs] exclusive end
-        self.run_id = torch.cumsum(is_start, 0) - 1  # [R]
+        self.first = plan.run_first[k0:k1].clamp_min(lo) - lo  # [n_runs] local first row of each run
+        self.end = plan.run_end[k0:k1].clamp_max(hi) - lo  # [n_runs] local exclusive end
+        self.run_id = plan.row_run[lo:hi] - k0  # [R]
         self.run_blk = self.blk[self.first]  # [n_runs]
         self._rid = self.run_id[None].expand(self.P, R)
+        self.n_runs = k1 - k0
         self._crow = torch.cat([self.first, torch.tensor([R], device=dev)])
         self._col = torch.arange(R, device=dev)
         self.ind = _csr(self._crow, self._col, torch.ones(R, dtype=dtype, device=dev),
-                        (self.first.shape[0], R))  # [n_runs, R] run-indicator matrix (float dtype of the render)
-
-    @property
-    def n_runs(self) -> int:
-        return int(self.first.shape[0])
+                        (self.n_runs, R))  # [n_runs, R] run-indicator matrix
 
     def expand(self, x: Tensor) -> Tensor:
         """[P, n_runs] per-run values -> [P, R] per entry."""
@@ -291,53 +341,46 @@ class _Runs:
         return (self.ind @ v.T).T
 
     def weighted_sums(self, weights: Tensor, v: Tensor) -> Tensor:
-        """[K, P, n_runs] ``Σ_{r in run} weights[r, k]·v[:, r]`` for weights [R, K], v [P, R] (``v``'s dtype)."""
-        K = weights.shape[1]
+        """[K, P, n_runs] ``Σ_{r in run} weights[k, r]·v[:, r]`` for weights [K, R], v [P, R] (one CSR matmul)."""
+        K = weights.shape[0]
         crow = torch.cat([self._crow[:-1] + k * self.R for k in range(K)] + [self._crow[-1:] + (K - 1) * self.R])
-        S = _csr(crow, self._col.repeat(K), weights.T.reshape(-1).to(v.dtype), (K * self.n_runs, self.R))
-        return (S @ v.T).reshape(K, self.n_runs, -1).transpose(1, 2)
+        S = _csr(crow, self._col.repeat(K), weights.reshape(-1).to(v.dtype), (K * self.n_runs, self.R))
+        return (S @ v.T).reshape(K, self.n_runs, self.P).transpose(1, 2)
 
+    def block_dot(self, g_rows: Tensor, f: Tensor, nblk: int) -> Tensor:
+        """[P, R]: ``Σ_k g[k, p, blk_r]·f[k, r]`` for per-pixel vectors ``g_rows`` [K·nblk, P] (row ``k·nblk + b``)
+        and per-row ``f`` [K, R] — a CSR [R, K·nblk] (K nonzeros per row) times dense product, no [K, P, R] gather."""
+        K = f.shape[0]
+        cols = (torch.arange(K, device=f.device)[None] * nblk + self.blk[:, None]).reshape(-1)
+        crow = torch.arange(0, K * self.R + 1, K, device=f.device)
+        F = _csr(crow, cols, f.T.reshape(-1), (self.R, K * nblk))
+        return (F @ g_rows).T.contiguous()
 
-def _row_params(plan: RasterPlan, runs: _Runs, params: Tensor) -> Tensor:
-    """[6, R] per-row (u, v, a, b, c, o): the mean relative to the row's block's first pixel centre, conic, opacity."""
-    B = plan.block
-    dt = params.dtype
-    p = params.index_select(0, runs.gid).T  # [6, R]: u, v, a, b, c, o
-    bx = (runs.blk % plan.nbx) * B
-    by = torch.div(runs.blk, plan.nbx, rounding_mode="floor") * B
-    shift = torch.stack([bx, by], 0).to(dt) + 0.5
-    return torch.cat([p[:2] - shift, p[2:]], 0)
+    def block_contract(self, g_rows: Tensor, w: Tensor, nblk: int) -> Tensor:
+        """[K, R]: ``Σ_p g[k, p, blk_r]·w[p, r]`` — ``g_rows @ w`` sampled only where row ``k·nblk + b`` meets the
+        columns of block b's run (sampled dense-dense matmul), no [K, P, R] gather."""
+        K = g_rows.shape[0] // nblk
+        counts = torch.zeros(K, nblk, dtype=torch.int64, device=w.device)
+        counts[:, self.run_blk] = (self.end - self.first)[None]
+        crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts.reshape(-1), 0)])
+        pattern = _csr(crow, self._col.repeat(K), torch.zeros(K * self.R, dtype=w.dtype, device=w.device),
+                       (K * nblk, self.R))
+        return torch.sparse.sampled_addmm(pattern, g_rows, w, beta=0.0).values().reshape(K, self.R)
 
-
-def _eval_alpha(plan: RasterPlan, runs: _Runs, params: Tensor) -> tuple[Tensor, Tensor]:
-    """α of every entry of a chunk, graphdeco's rules, in the chunk's [P, R] layout.
-
-    Returns ``alpha`` [P, R] (0 where skipped: outside the candidate rectangle, power > 0 or α < 1/255) and
-    ``G_u`` [P, R] = exp(power) where α is used and not clamped at 0.99 (0 elsewhere), i.e. ∂α/∂o.
-    """
-    B = plan.block
-    dt, dev = params.dtype, params.device
-    ux, uy, a, b, c, o = _row_params(plan, runs, params).unbind(0)
-    bx = (runs.blk % plan.nbx) * B
-    by = torch.div(runs.blk, plan.nbx, rounding_mode="floor") * B
-    rect = plan.rect.index_select(0, runs.gid).T  # [4, R]
-    off = torch.arange(B, device=dev)[:, None]  # [B, 1]
-    insx = (off >= (rect[0] - bx)[None]) & (off < (rect[1] - bx)[None])  # [B(ox), R]
-    insy = (off >= (rect[2] - by)[None]) & (off < (rect[3] - by)[None])  # [B(oy), R]
-    offf = off.to(dt)
-    dx = ux[None] - offf  # [B(ox), R]
-    dy = uy[None] - offf  # [B(oy), R]
-    # pixels outside the candidate rectangle get power = -inf, hence α = 0 (skipped)
-    qx = torch.where(insx, (-0.5 * a)[None] * dx * dx, -math.inf)
-    qy = torch.where(insy, (-0.5 * c)[None] * dy * dy, -math.inf)
-    # entries [B(oy), B(ox), R] == [P, R] with p = oy·B + ox
-    power = torch.addcmul(qy[:, None] + qx[None], ((-b)[None] * dx)[None], dy[:, None])
-    G = torch.exp(power)
-    oG = o * G
-    used = (oG >= ALPHA_MIN) & (power <= 0)  # α >= 1/255 <=> o·G >= 1/255 (0.99 > 1/255)
-    alpha = (torch.clamp_max(oG, ALPHA_MAX) * used).reshape(runs.P, runs.R)
-    G_u = (G * (used & (oG <= ALPHA_MAX))).reshape(runs.P, runs.R)
-    return alpha, G_u
+    def eval_alpha(self, rows: _Rows) -> tuple[Tensor, Tensor]:
+        """α of every entry, graphdeco's rules. Returns ``alpha`` [P, R] (0 where skipped: outside the candidate
+        rectangle, power > 0 or α < 1/255) and ``G_u`` [P, R] = exp(power) where α is used and not clamped at
+        0.99, else 0 (= ∂α/∂o)."""
+        sl = slice(self.lo, self.hi)
+        power = torch.addcmul(rows.qy[:, None, sl] + rows.qx[None, :, sl], rows.bdx[None, :, sl],
+                              rows.dy[:, None, sl]).reshape(self.P, self.R)  # [B(oy), B(ox), R] -> [P, R]
+        # α >= 1/255 needs power >= -ln 255 > -6: clamping far below keeps exp() out of denormals (slow on CPUs)
+        G = torch.exp(torch.clamp_min(power, -30.0))
+        oG = rows.rowp[5, sl] * G
+        used = (oG >= ALPHA_MIN) & (power <= 0)  # α >= 1/255 <=> o·G >= 1/255 (as 0.99 > 1/255)
+        alpha = torch.clamp_max(oG, ALPHA_MAX) * used
+        G_u = G * (used & (oG <= ALPHA_MAX))
+        return alpha, G_u
 
 
 def _blocks_to_image(buf: Tensor, plan: RasterPlan) -> Tensor:
@@ -377,13 +420,14 @@ class _Composite(torch.autograd.Function):
         feats = torch.cat([colors, depths[:, None]], dim=1).detach().to(dt)  # [N, 4]
         need_grad = any(ctx.needs_input_grad[:5])
         cache = [] if need_grad and plan.n_intersections * P <= CACHE_ENTRIES else None
-        accum = torch.zeros(4, P, nblk, dtype=torch.float64, device=dev)  # Σ w·(r, g, b, z)
+        rows = _Rows(plan, params, feats)
+        accum = torch.zeros(4, P, nblk, dtype=dt, device=dev)  # Σ w·(r, g, b, z)
         logT = torch.zeros(P, nblk, dtype=torch.float64, device=dev)  # log Π(1 - α) over composited entries
         done = torch.zeros(P, nblk, dtype=torch.bool, device=dev)  # the pixel has stopped (T would drop < 1e-4)
         last_row = torch.full((P, nblk), -1, dtype=torch.int64, device=dev) if need_grad and cache is None else None
-        for lo, hi in plan.chunks:
-            runs = _Runs(plan, lo, hi, dt)
-            alpha, G_u = _eval_alpha(plan, runs, params)
+        for chunk in plan.chunks:
+            runs = _Runs(plan, chunk, dt)
+            alpha, G_u = runs.eval_alpha(rows)
             l = torch.log(1.0 - alpha)  # [P, R]
             carry = logT.index_select(1, runs.run_blk)  # [P, n_runs]
             done_r = done.index_select(1, runs.run_blk)
@@ -392,7 +436,7 @@ class _Composite(torch.autograd.Function):
             Te = torch.exp(incl - l)  # T before each entry
             ak = alpha * keep
             w = ak * Te
-            accum.index_add_(2, runs.run_blk, runs.weighted_sums(feats.index_select(0, runs.gid), w))
+            accum.index_add_(2, runs.run_blk, runs.weighted_sums(rows.feats[:, runs.lo:runs.hi], w))
             sums = runs.sums(torch.cat([l * keep, keep], 0))  # [2P, n_runs]
             logT.index_copy_(1, runs.run_blk, carry + sums[:P])
             n_alive = sums[P:]
@@ -403,13 +447,14 @@ class _Composite(torch.autograd.Function):
                 n_alive = n_alive.round().long()
                 prev = last_row.index_select(1, runs.run_blk)
                 last_row.index_copy_(1, runs.run_blk,
-                                     torch.where(n_alive > 0, (lo + runs.first)[None] + n_alive - 1, prev))
+                                     torch.where(n_alive > 0, (runs.lo + runs.first)[None] + n_alive - 1, prev))
         T = torch.exp(logT)  # [P, nblk]
         bg_blocks = _image_to_blocks(background.detach().to(torch.float64), plan)  # [3, P, nblk]
+        accum = accum.to(torch.float64)
         color = _blocks_to_image(accum[:3] + T * bg_blocks, plan).to(dt)
         alpha_img = _blocks_to_image(-torch.expm1(logT), plan)[None].to(dt)
         depth_img = _blocks_to_image(accum[3], plan)[None].to(dt)
-        ctx.plan, ctx.cache = plan, cache
+        ctx.plan, ctx.cache, ctx.rows = plan, cache, rows
         ctx.save_for_backward(params, feats, logT, bg_blocks, last_row)
         return color, alpha_img, depth_img
 
@@ -433,27 +478,26 @@ class _Composite(torch.autograd.Function):
         off = torch.arange(B, device=dev, dtype=dt)
         oy, ox = off.repeat_interleave(B), off.repeat(B)  # [P]
         basis = torch.stack([torch.ones_like(ox), ox, oy, ox * ox, ox * oy, oy * oy], dim=0)  # [6, P]
-        g4_flat = g4.to(dt).reshape(4 * P, nblk)
-        for k, (lo, hi) in reversed(list(enumerate(plan.chunks))):
+        g4_rows = g4.to(dt).permute(0, 2, 1).reshape(4 * nblk, P).contiguous()  # row k·nblk + b: g of block b
+        rows: _Rows = ctx.rows
+        chunks = list(enumerate(plan.chunks)) if any(ctx.needs_input_grad[:5]) else []  # else: background only
+        for k, chunk in reversed(chunks):
             if cache is not None:
                 runs, ak, Te, G_uk = cache[k]
             else:  # recompute: same α decisions; T rebuilt back to front from T_final
-                runs = _Runs(plan, lo, hi, dt)
-                alpha, G_u = _eval_alpha(plan, runs, params)
-                rows = torch.arange(lo, hi, device=dev)[None]
-                keep = (rows <= last_row.index_select(1, runs.blk)).to(dt)
+                runs = _Runs(plan, chunk, dt)
+                alpha, G_u = runs.eval_alpha(rows)
+                row_idx = torch.arange(runs.lo, runs.hi, device=dev)[None]
+                keep = (row_idx <= last_row.index_select(1, runs.blk)).to(dt)
                 ak, G_uk = alpha * keep, G_u * keep
                 l = torch.log(1.0 - ak)
                 logT_before = logT_after.index_select(1, runs.run_blk) - runs.sums(l)  # T at each run's start
                 Te = torch.exp(runs.scan(l, logT_before).to(dt) - l)
                 logT_after.index_copy_(1, runs.run_blk, logT_before)
-            u, v, a, b, c, o = _row_params(plan, runs, params).to(torch.float64).unbind(0)
+            u, v, a, b, c, o = rows.rowp[:, runs.lo:runs.hi].to(torch.float64).unbind(0)
             w = ak * Te
-            f = feats.index_select(0, runs.gid).T  # [4, R]
-            G4 = g4_flat.index_select(1, runs.blk).reshape(4, P, runs.R)  # upstream grads per entry
-            s = G4[0] * f[0]
-            for ch in range(1, 4):
-                s = torch.addcmul(s, G4[ch], f[ch])  # [P, R]  gC·c + gD·z
+            f = rows.feats[:, runs.lo:runs.hi]  # [4, R]
+            s = runs.block_dot(g4_rows, f, nblk)  # [P, R]  gC·c + gD·z of each entry's pixel and Gaussian
             sw_incl = runs.scan(s * w)  # [P, R] float64
             run_sw = sw_incl.index_select(1, runs.end - 1)  # [P, n_runs] run totals
             behind = runs.expand(suffix.index_select(1, runs.run_blk) + run_sw) - sw_incl
@@ -461,7 +505,7 @@ class _Composite(torch.autograd.Function):
             GdA = G_uk * d_alpha  # dL/do per entry; · o = dL/dpower
             d_o = GdA.sum(0).to(torch.float64)  # [R]
             S = (basis @ GdA).to(torch.float64) * o  # [6, R]: Σ_p dL/dpower·(1, ox, oy, ox², ox·oy, oy²)
-            d_feat = (G4 * w).sum(1).to(torch.float64)  # [4, R]  Σ_p w·g
+            d_feat = runs.block_contract(g4_rows, w, nblk).to(torch.float64)  # [4, R]  Σ_p w·g
             s0, sx, sy, sxx, sxy, syy = S.unbind(0)
             s_dx = u * s0 - sx  # Σ dpow·dx with dx = u - ox
             s_dy = v * s0 - sy
@@ -473,7 +517,6 @@ class _Composite(torch.autograd.Function):
                 d_feat], 0)  # [10, R]
             grads.index_add_(0, runs.gid, row_grads.T)
             suffix.index_add_(1, runs.run_blk, run_sw)
-        ctx.cache = None
         g_bg = None
         if ctx.needs_input_grad[5]:
             g_bg = _blocks_to_image(T_final[None] * g4[:3], plan).to(dt)

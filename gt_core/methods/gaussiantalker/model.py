@@ -33,8 +33,15 @@ Deviations from the released code (each with its reason):
   protocol renders hair too and the face mesh stops at the forehead.
 * The viewpoint token uses graphdeco's camera convention (R = transpose of the OpenCV world-to-camera rotation,
   T = its translation), as the original's ``viewpoint_cam.R/.T``; our world is the head's canonical frame.
+* Δμ is the offset head's output × ``xyz_offset_unit`` = 0.1: the original's world unit is the face tracker's
+  (BFM/1e5 ≈ decimetres; the head ≈ 1.6 units wide, 7 units from the camera), ours is the metre (the head ≈ 0.15
+  wide). Without it the small-gain initial offsets (≈ 0.07 units) would move Gaussians by half a head at the start
+  of the deformation stage instead of a few millimetres. Every other offset is in unit-free pre-activation space.
 * No dropout on the attention probabilities (only on the attention output and the FFN output, as stated in the
-  reference), so the returned attention weights always sum to 1.
+  reference), so the returned attention weights always sum to 1; they are averaged over the 2 heads.
+* Details the reference leaves open, chosen here: ``eye_mlp`` and ``cam_mlp`` have the same form as ``audio_mlp``
+  (2 bias-free layers, hidden 64); the null token is initialised N(0, 0.02²); the query/key/value/output
+  projections are bias-free; AudioAttNet is active from the first iteration.
 """
 from __future__ import annotations
 
@@ -75,6 +82,7 @@ class ModelConfig:
     dim_aud: int = 32
     audio_context: int = 8
     eye_enc_dim: int = 32
+    xyz_offset_unit: float = 0.1  # metres per unit of the Δμ head's output (the original's tracker units: decimetres)
     triplane_attributes: list[str] = field(default_factory=lambda: ["opacity", "shs"])
 
     def __post_init__(self) -> None:
@@ -372,7 +380,7 @@ class GaussianTalkerModel(nn.Module):
         d = self.offsets(hidden)
         b = tokens.shape[0]
         state = GaussianState(
-            xyz=canonical.xyz + d["xyz"],
+            xyz=canonical.xyz + self.cfg.xyz_offset_unit * d["xyz"],
             log_scale=canonical.log_scale + d["scale"],
             rotation=canonical.rotation + d["rotation"],
             opacity_logit=canonical.opacity_logit + d["opacity"],
@@ -475,7 +483,7 @@ def initial_point_cloud(canonical: np.ndarray, head_masks: np.ndarray, c2ws: np.
     lo, hi = face.min(0), face.max(0)
     width, height = hi[0] - lo[0], hi[1] - lo[1]
     # extension candidates on a dense random set, to estimate its area and draw points from
-    m = 40000
+    m = max(40000, 2 * n_points)
     box_lo = np.array([lo[0] - 0.7 * width, lo[1] - 0.5 * height])
     box_hi = np.array([hi[0] + 0.7 * width, hi[1] + 0.8 * height])
     xy = box_lo + rng.random((m, 2)) * (box_hi - box_lo)

@@ -1,0 +1,143 @@
+"""Benchmark: GaussianTalker ms per training step (canonical and deformation stages) and render FPS, at a preset.
+
+    .venv/bin/python benchmarks/train_step.py [--preset demo] [--size 128] [--steps 20] [--threads 2]
+                                              [--cell results/demo/10s/cell] [--device cpu]
+
+Cell: a synthetic ``size``² cell (the test suite's coloured-Gaussian head, 24 train / 16 test frames) unless
+``--cell`` names a built cell. The model is initialised exactly as training does, with the preset's
+``n_init_points``; steps are timed (median after 3 warm-up steps) with the real :func:`train_step`:
+
+* canonical at the initial Gaussian count, and at the preset's ``max_gaussians`` cap (the cloud is grown to the cap
+  by jittered copies, as densification would), with densification switched off so the count stays fixed;
+* deformation (batch ``batch_deform``) at the cap;
+* rendering of the test frames (deform + rasterize, batches of ``render_batch``) at the cap → FPS.
+
+It prints the projected training time of one cell = ``iterations_canonical`` × mean(canonical ms at the initial
+count, at the cap) + ``iterations_deform`` × deformation ms, and its ratio to the demo target of 4 minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gt_core.methods.gaussiantalker import train as T  # noqa: E402
+from gt_core.methods.gaussiantalker.method import GaussianTalkerMethod  # noqa: E402
+from gt_core.methods.gaussiantalker.model import ModelConfig  # noqa: E402
+
+TARGET_S = 240.0  # the demo preset's budget: one cell in at most 4 minutes on 2 CPU cores
+
+
+def synthetic_cell(size: int):
+    spec = importlib.util.spec_from_file_location("test_gaussiantalker", ROOT / "tests" / "test_gaussiantalker.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.synthetic_cell(n_train=24, n_test=16, size=size)
+
+
+def grow_to(model, opt, n_target: int, seed: int = 0) -> None:
+    """Append jittered copies of random Gaussians until the model has ``n_target`` (optimiser kept in sync)."""
+    n = model.n_points
+    if n_target <= n:
+        return
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, n, (n_target - n,), generator=g)
+
+    def grow(t, is_state):
+        extra = torch.zeros_like(t[src]) if is_state else t[src].clone()
+        return torch.cat([t, extra])
+
+    T._swap_point_params(opt, model, grow)
+    with torch.no_grad():
+        model.xyz[n:] += torch.randn(n_target - n, 3, generator=g).to(model.xyz) * model.scaling[n:].exp()
+
+
+def time_steps(model, opt, dens, data, loss_fn, tc, stage, steps, batch, device) -> float:
+    times = []
+    for it in range(1, steps + 4):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        T.train_step(model, opt, dens, data, loss_fn, tc, stage, it, float(model.scene_extent), batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if it > 3:
+            times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="demo", choices=sorted(GaussianTalkerMethod.presets))
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cell", type=Path, default=None, help="a built cell directory instead of the synthetic cell")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    if args.cell is not None:
+        from gt_core.data.cell import load_cell
+
+        cell = load_cell(args.cell)
+    else:
+        cell = synthetic_cell(args.size)
+    cfg = {**GaussianTalkerMethod.presets[args.preset], "seed": 0}
+    tc = T.TrainConfig.from_dict(cfg)
+    # fixed Gaussian counts while timing: no densification / pruning
+    tc.densify_until, tc.prune_from = 0, 10 ** 9
+    torch.manual_seed(0)
+    model, _ = T.init_model(cell, tc, ModelConfig.from_dict(cfg), device)
+    data = T.FrameData(cell, "train", device, model.cfg.audio_context)
+    test = T.FrameData(cell, "test", device, model.cfg.audio_context)
+    loss_fn = T.PhotometricLoss(tc, device)
+    n0 = model.n_points
+
+    model.train()
+    opt = T.build_optimizer(model, tc)
+    dens = T.Densifier(model.n_points, device)
+    ms_c0 = time_steps(model, opt, dens, data, loss_fn, tc, "canonical", args.steps, tc.batch_canonical, device)
+    grow_to(model, opt, tc.max_gaussians)
+    dens = T.Densifier(model.n_points, device)
+    ms_c1 = time_steps(model, opt, dens, data, loss_fn, tc, "canonical", args.steps, tc.batch_canonical, device)
+    model.bake()
+    opt = T.build_optimizer(model, tc)
+    ms_d = time_steps(model, opt, dens, data, loss_fn, tc, "deform", args.steps, tc.batch_deform, device)
+
+    sh = T.sh_degree_at(tc, "deform", 1)
+    T.render_frames(model, test, sh, tc.render_batch, tc.backend)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    T.render_frames(model, test, sh, tc.render_batch, tc.backend)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    fps = test.n / (time.perf_counter() - t0)
+
+    projected = tc.iterations_canonical * 0.5 * (ms_c0 + ms_c1) / 1000 + tc.iterations_deform * ms_d / 1000
+    where = f"cell {args.cell}" if args.cell else f"synthetic {args.size}x{args.size} cell"
+    print(f"gaussiantalker preset {args.preset}: {where}, {device} ({args.threads} threads), "
+          f"median of {args.steps} steps after 3 warm-up")
+    print(f"canonical step  @ {n0:6d} Gaussians: {ms_c0:8.1f} ms")
+    print(f"canonical step  @ {model.n_points:6d} Gaussians: {ms_c1:8.1f} ms   (ratio to {n0}: {ms_c1 / ms_c0:.2f}x)")
+    print(f"deform step b={tc.batch_deform:<2d} @ {model.n_points:6d} Gaussians: {ms_d:8.1f} ms   "
+          f"(ratio to canonical: {ms_d / ms_c1:.2f}x)")
+    print(f"render           @ {model.n_points:6d} Gaussians: {fps:8.1f} FPS  (batch {tc.render_batch}, "
+          f"{1000 / fps:.1f} ms/frame)")
+    print(f"projected train time: {tc.iterations_canonical} x {0.5 * (ms_c0 + ms_c1):.1f} ms + "
+          f"{tc.iterations_deform} x {ms_d:.1f} ms = {projected:.0f} s; "
+          f"ratio to the {TARGET_S:.0f} s demo target: {projected / TARGET_S:.2f}")
+
+
+if __name__ == "__main__":
+    main()
