@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-CORES ?= 1
+CORES ?= $(shell nproc 2>/dev/null || echo 1)  # train/render/evaluate use up to this many torch threads
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: all test venv lint dryrun clean-results
@@ -22,7 +22,7 @@ $(STAMP): envs/requirements.txt pyproject.toml
 venv: $(STAMP)
 
 all: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores $(CORES) all
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) all
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

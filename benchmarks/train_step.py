@@ -51,7 +51,7 @@ def grow_to(model, opt, n_target: int, seed: int = 0) -> None:
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, n, (n_target - n,), generator=g)
 
-    def grow(t, is_state):
+    def grow(_attr, t, is_state):
         extra = torch.zeros_like(t[src]) if is_state else t[src].clone()
         return torch.cat([t, extra])
 

@@ -87,6 +87,24 @@ def test_speech_has_audio_and_phoneme_events():
     np.testing.assert_array_equal(clip.audio, again.audio)  # deterministic
 
 
+def test_breathy_voice_is_the_same_in_every_process():
+    """The demo's voice (en-us+f3) adds breath noise from espeak-ng's generator, which espeak_Initialize seeds with
+    time(NULL): two processes started in different seconds must still produce the same samples."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import hashlib; from gt_core.data.demo import VOICE; from gt_core.data.speech import synthesize; "
+            "print(hashlib.sha256(synthesize('The view of the Earth is breathtaking.', voice=VOICE).audio"
+            ".tobytes()).hexdigest())")
+    digests = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        digests.append(out.stdout.strip())
+        time.sleep(1.1)
+    assert digests[0] == digests[1] and len(digests[0]) == 64
+
+
 def test_viseme_targets_and_curves():
     assert phoneme_target("p")[0] == 0.0 and phoneme_target("'A:")[0] > 0.8  # closed vs open
     assert phoneme_target("u:")[2] > 0.8 and phoneme_target("i:")[1] > 0.5  # rounded vs spread

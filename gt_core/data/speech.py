@@ -115,6 +115,12 @@ class _Engine:
             self.close()
             raise RuntimeError(f"espeak_Initialize failed (returned {rate}) with data path {data_path!r}")
         self.sample_rate = int(rate)
+        # espeak_Initialize seeds the generator of the breath noise (voices such as en-us+f3) with time(NULL), so the
+        # same text sounded different from one second to the next; a fixed seed makes the samples a function of the
+        # arguments alone.
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self.lib.espeak_ng_SetRandSeed.restype = None
+        self.lib.espeak_ng_SetRandSeed(RAND_SEED)
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, int, str]] = []  # (type, audio_position ms, text)
         self._text = b""
@@ -168,6 +174,7 @@ class _Engine:
         return SpeechClip(audio=audio, sample_rate=self.sample_rate, phonemes=phonemes, words=words)
 
 
+RAND_SEED = 1  # espeak-ng's noise generator seed (breath/aspiration), fixed for reproducible speech
 _LOCK = threading.Lock()
 _LIB_COPY: str | None = None
 

@@ -1,20 +1,41 @@
-"""Registry of methods: adding a method is one module and one line here."""
+"""Registry of methods: adding a method is one module and one line here.
+
+Each entry names the class (imported lazily, so ``retrieval`` never pays for the torch-heavy imports of the others)
+and the GPUs one of its train/render jobs asks a cluster for. The workflow reads :func:`method_gpus` for the rules'
+``gpu`` resource, so a new method gets the right cluster resources from its line here and nothing else.
+"""
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from gt_core.errors import InputError
 from gt_core.methods.base import Method
 
-# name -> "module:Class", imported lazily so `retrieval` never pays for torch-heavy imports of the others.
-METHODS: dict[str, str] = {
-    "retrieval": "gt_core.methods.retrieval:RetrievalMethod",
-    "gaussiantalker": "gt_core.methods.gaussiantalker.method:GaussianTalkerMethod",
+
+@dataclass(frozen=True)
+class MethodEntry:
+    target: str  # "module:Class"
+    gpus: int = 0  # GPUs per train/render job when the run may use CUDA (config `device` not `cpu`)
+
+
+METHODS: dict[str, MethodEntry] = {
+    "retrieval": MethodEntry("gt_core.methods.retrieval:RetrievalMethod"),
+    "gaussiantalker": MethodEntry("gt_core.methods.gaussiantalker.method:GaussianTalkerMethod", gpus=1),
 }
 
 
-def get_method(name: str) -> Method:
+def _entry(name: str) -> MethodEntry:
     if name not in METHODS:
         raise InputError(f"methods: {name}", "unknown method", f"use one of {sorted(METHODS)}")
-    module, cls = METHODS[name].split(":")
+    return METHODS[name]
+
+
+def get_method(name: str) -> Method:
+    module, cls = _entry(name).target.split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def method_gpus(name: str, device: str) -> int:
+    """GPUs a train/render job of method ``name`` requests; none when the config pins ``device: cpu``."""
+    return 0 if device == "cpu" else _entry(name).gpus

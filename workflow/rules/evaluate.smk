@@ -13,6 +13,7 @@ rule evaluate:
         "logs/{subject}/{duration}/{method}/evaluate.log",
     benchmark:
         "results/{subject}/{duration}/{method}/evaluate_benchmark.tsv"
+    threads: MODEL_THREADS
     conda:
         "../../envs/environment.yaml"
     shell:

@@ -16,6 +16,7 @@ rule train:
         "logs/{subject}/{duration}/{method}/train.log",
     benchmark:
         "results/{subject}/{duration}/{method}/train_benchmark.tsv"
+    threads: MODEL_THREADS
     resources:
         gpu=method_gpus,
     conda:
@@ -39,6 +40,7 @@ rule render:
         "logs/{subject}/{duration}/{method}/render.log",
     benchmark:
         "results/{subject}/{duration}/{method}/render_benchmark.tsv"
+    threads: MODEL_THREADS
     resources:
         gpu=method_gpus,
     conda:

@@ -243,17 +243,18 @@ def set_learning_rates(opt: torch.optim.Adam, tc: TrainConfig, stage: str, itera
 
 
 def _swap_point_params(opt: torch.optim.Adam, model: GaussianTalkerModel, fn) -> None:
-    """Replace every per-point parameter ``p`` by ``fn(p)`` (and its Adam moments by ``fn`` of them, new rows 0)."""
+    """Replace every per-point parameter ``p`` (model attribute ``attr``) by ``fn(attr, p, False)`` and its Adam
+    moments ``m`` by ``fn(attr, m, True)`` (so ``fn`` can start new rows' moments at 0)."""
     for g in opt.param_groups:
         if g["name"] not in POINT_GROUPS:
             continue
         attr = POINT_GROUPS[g["name"]]
         old = g["params"][0]
         state = opt.state.pop(old, None)
-        new = nn.Parameter(fn(old.detach(), False))
+        new = nn.Parameter(fn(attr, old.detach(), False))
         if state:
             for key in ("exp_avg", "exp_avg_sq"):
-                state[key] = fn(state[key], True)
+                state[key] = fn(attr, state[key], True)
             opt.state[new] = state
         g["params"][0] = new
         setattr(model, attr, new)
@@ -332,19 +333,11 @@ class Densifier:
         }
         keep = torch.cat([~split, torch.ones(len(extra["xyz"]), dtype=torch.bool, device=split.device)])
 
-        for g in opt.param_groups:
-            if g["name"] not in POINT_GROUPS:
-                continue
-            attr = POINT_GROUPS[g["name"]]
-            old = g["params"][0]
-            state = opt.state.pop(old, None)
-            new = nn.Parameter(torch.cat([old.detach(), extra[attr].to(old)])[keep])
-            if state:
-                for key in ("exp_avg", "exp_avg_sq"):
-                    state[key] = torch.cat([state[key], torch.zeros_like(extra[attr])])[keep]
-                opt.state[new] = state
-            g["params"][0] = new
-            setattr(model, attr, new)
+        def grow(attr: str, t: Tensor, is_moment: bool) -> Tensor:
+            new_rows = torch.zeros_like(extra[attr]) if is_moment else extra[attr].to(t)
+            return torch.cat([t, new_rows])[keep]
+
+        _swap_point_params(opt, model, grow)
         self._reset(model.n_points, grads.device)
         return model.n_points - n
 
@@ -362,7 +355,7 @@ class Densifier:
         if not bool(drop.any()):
             return 0
         keep = ~drop
-        _swap_point_params(opt, model, lambda t, _: t[keep])
+        _swap_point_params(opt, model, lambda _attr, t, _moment: t[keep])
         self.grad_accum, self.denom, self.max_radii = self.grad_accum[keep], self.denom[keep], self.max_radii[keep]
         return int(drop.sum())
 
