@@ -62,7 +62,7 @@ METHODS = list(config["methods"])
 
 
 # Threads of the torch-heavy jobs (train, render, evaluate). Snakemake exports a job's `threads` as OMP_NUM_THREADS
-# (torch's intra-op thread count), so a rule without `threads:` would train single-threaded; locally the count is
+# (torch's intra-op thread count), so without a `threads:` directive training would run single-threaded; locally it is
 # capped at --cores, on a cluster it becomes cpus-per-task.
 MODEL_THREADS = 8
 
