@@ -32,9 +32,10 @@ METHODS = TINY_CONFIG["methods"]
 
 
 def run_snakemake(workdir: Path, *targets: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *extra, *targets]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    # targets first: options such as --set-threads take any number of values
+    cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=1200)
 
 
 def explain(proc: subprocess.CompletedProcess, workdir: Path) -> str:
@@ -189,13 +190,12 @@ def test_cluster_jobs_are_independent_of_the_submitter(tiny_run, tmp_path_factor
     submit.write_text(CLUSTER_SUBMIT)
     submit.chmod(0o755)
     targets = [f"results/demo/2s/{m}/metrics.json" for m in METHODS]
-    cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--executor", "cluster-generic",
-           "--cluster-generic-submit-cmd", str(submit), "--jobs", "2", "--latency-wait", "30",
-           # the local run's --cores 2 capped the torch threads of these rules at 2; a cluster job gets its rule's
-           # full `threads`, and float reductions split over another thread count round differently
-           "--set-threads", "train=2", "render=2", "evaluate=2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=1200)
+    proc = run_snakemake(workdir, *targets, extra=(
+        "--executor", "cluster-generic", "--cluster-generic-submit-cmd", str(submit), "--jobs", "2",
+        "--latency-wait", "30",
+        # the local run's --cores 2 capped the torch threads of these rules at 2; a cluster job gets its rule's
+        # full `threads`, and float reductions split over another thread count round differently
+        "--set-threads", "train=2", "render=2", "evaluate=2"))
     assert proc.returncode == 0, explain(proc, workdir)
     submitted = (workdir / "submitted.txt").read_text().split()
     for rule in ("frames", "landmarks", "cell", "train", "render", "evaluate"):

@@ -109,6 +109,8 @@ class _Engine:
         ]
         self.lib.espeak_Synth.restype = ctypes.c_int
         self.lib.espeak_Terminate.restype = ctypes.c_int
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self.lib.espeak_ng_SetRandSeed.restype = None
         data_path = str(espeakng_loader.get_data_path()).encode()
         rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, INITIALIZE_PHONEME_EVENTS)
         if rate <= 0:
@@ -118,8 +120,6 @@ class _Engine:
         # espeak_Initialize seeds the generator of the breath noise (voices such as en-us+f3) with time(NULL), so the
         # same text sounded different from one second to the next; a fixed seed makes the samples a function of the
         # arguments alone.
-        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        self.lib.espeak_ng_SetRandSeed.restype = None
         self.lib.espeak_ng_SetRandSeed(RAND_SEED)
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, int, str]] = []  # (type, audio_position ms, text)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gt_core.preprocess.landmarks import LIPS, LIPS_INNER_LOWER, LIPS_INNER_UPPER, MOUTH_LEFT, MOUTH_RIGHT, Landmarks, detect_landmarks
+from gt_core.preprocess.landmarks import (LIPS, LIPS_INNER_LOWER, LIPS_INNER_UPPER, MOUTH_LEFT, MOUTH_RIGHT, Landmarks,
+                                          detect_landmarks, gap_over_width)
 
 LMD_REFERENCE_WIDTH = 512  # LMD is reported in pixels of a frame this wide
 N_LIP_POINTS = len(LIPS)  # 40
@@ -49,11 +50,8 @@ def lmd_from_points(pred: np.ndarray, gt: np.ndarray, width: int) -> np.ndarray:
 def mouth_opening_from_lips(lips: np.ndarray) -> np.ndarray:
     """Inner-lip gap over mouth width from the 40 lip points: ``[N, 40, 2] -> [N]`` (NaN where points are NaN)."""
     assert lips.ndim == 3 and lips.shape[1:] == (N_LIP_POINTS, 2), lips.shape
-    up, lo = lips[:, _LIP_INDEX[LIPS_INNER_UPPER]], lips[:, _LIP_INDEX[LIPS_INNER_LOWER]]
-    left, right = lips[:, _LIP_INDEX[MOUTH_LEFT]], lips[:, _LIP_INDEX[MOUTH_RIGHT]]
-    gap = np.linalg.norm(up - lo, axis=-1)
-    width = np.linalg.norm(left - right, axis=-1)
-    return gap / np.maximum(width, 1e-6)
+    return gap_over_width(lips, (_LIP_INDEX[LIPS_INNER_UPPER], _LIP_INDEX[LIPS_INNER_LOWER]),
+                          (_LIP_INDEX[MOUTH_LEFT], _LIP_INDEX[MOUTH_RIGHT]))
 
 
 def mouth_sync(render_opening: np.ndarray, gt_opening: np.ndarray) -> dict:

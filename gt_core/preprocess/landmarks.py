@@ -131,18 +131,21 @@ def detect_landmarks(
     return Landmarks(points, found, w, h)
 
 
+def gap_over_width(points: np.ndarray, gap: tuple[int, int], width: tuple[int, int]) -> np.ndarray:
+    """2D distance between points ``gap`` over that between points ``width``: ``[..., P, >=2] -> [...]``."""
+    def dist(pair: tuple[int, int]) -> np.ndarray:
+        return np.linalg.norm(points[..., pair[0], :2] - points[..., pair[1], :2], axis=-1)
+
+    return dist(gap) / np.maximum(dist(width), 1e-6)
+
+
 def mouth_opening(points: np.ndarray) -> np.ndarray:
     """Inner-lip gap normalised by mouth width: ``[..., 478, 3] -> [...]`` (scale-free, rises as the jaw opens)."""
-    gap = np.linalg.norm(points[..., LIPS_INNER_UPPER, :2] - points[..., LIPS_INNER_LOWER, :2], axis=-1)
-    width = np.linalg.norm(points[..., MOUTH_LEFT, :2] - points[..., MOUTH_RIGHT, :2], axis=-1)
-    return gap / np.maximum(width, 1e-6)
+    return gap_over_width(points, (LIPS_INNER_UPPER, LIPS_INNER_LOWER), (MOUTH_LEFT, MOUTH_RIGHT))
 
 
 def eye_openness(points: np.ndarray) -> np.ndarray:
     """Mean lid gap over eye width of both eyes: ``[..., 478, 3] -> [...]`` (stands in for OpenFace AU45)."""
-    def one(lids, corners):
-        gap = np.linalg.norm(points[..., lids[0], :2] - points[..., lids[1], :2], axis=-1)
-        width = np.linalg.norm(points[..., corners[0], :2] - points[..., corners[1], :2], axis=-1)
-        return gap / np.maximum(width, 1e-6)
-
-    return 0.5 * (one(LEFT_EYE_LIDS, LEFT_EYE_CORNERS) + one(RIGHT_EYE_LIDS, RIGHT_EYE_CORNERS))
+    left = gap_over_width(points, LEFT_EYE_LIDS, LEFT_EYE_CORNERS)
+    right = gap_over_width(points, RIGHT_EYE_LIDS, RIGHT_EYE_CORNERS)
+    return 0.5 * (left + right)
