@@ -116,11 +116,13 @@ def _masks(args):
 
 @command("audio-features", "audio windows [n_frames, 16, C] for one extractor",
          arg("--wav", required=True), arg("--probe", required=True),
-         arg("--name", required=True), arg("--out", required=True))
+         arg("--name", required=True), arg("--out", required=True),
+         arg("--model", default=None, help="the extractor's model file (deepspeech: the graph); default: its "
+                                           "download location"))
 def _audio_features(args):
     from gt_core.preprocess.stages import audio_features_stage
 
-    audio_features_stage(args.wav, args.probe, args.name, args.out)
+    audio_features_stage(args.wav, args.probe, args.name, args.out, model=args.model)
 
 
 @command("cell", "split a subject into one cell (train = first D s, test = common tail) + plate",
@@ -177,25 +179,18 @@ def _evaluate(args):
     evaluate_stage(args.cell, args.renders, args.train, args.out, args.device)
 
 
-@command("download-weights", "fetch the LPIPS AlexNet backbone (the only command that downloads; needs network)",
-         arg("--out", default=None, help="default: <torch hub dir>/checkpoints/<file>"))
+@command("download-weights", "fetch a model file, checksum-verified (the only command that downloads; needs network)",
+         arg("--model", choices=["alexnet", "deepspeech"], default="alexnet",
+             help="alexnet: the LPIPS backbone; deepspeech: the DeepSpeech 0.1.0 graph"),
+         arg("--out", default=None, help="default: where the pipeline reads it (torch hub / $TENSORFLOW_HOME/models)"))
 def _download_weights(args):
-    import urllib.request
+    from gt_core.io.download import download_model
 
-    from gt_core.io.atomic import atomic_path
-    from gt_core.metrics.lpips_metric import ALEXNET_URL, alexnet_weights_path, verify_alexnet_weights
-
-    out = args.out or alexnet_weights_path()
-    with atomic_path(out) as tmp:
-        try:
-            urllib.request.urlretrieve(ALEXNET_URL, tmp)
-        except OSError as err:
-            raise InputError(ALEXNET_URL, f"download failed ({err})", "run this rule on a machine that is online, "
-                             f"or copy the file to {out} by hand") from err
-        if not verify_alexnet_weights(tmp):
-            raise InputError(ALEXNET_URL, "checksum mismatch (sha256 does not start with 7be5be79)",
-                             "retry; if it persists the file on the server changed")
-    logging.info("AlexNet weights verified and saved to %s", out)
+    if args.model == "alexnet":
+        from gt_core.metrics.lpips_metric import ALEXNET as model, alexnet_weights_path as default_path
+    else:
+        from gt_core.preprocess.deepspeech import DEEPSPEECH as model, deepspeech_graph_path as default_path
+    download_model(model, args.out or default_path())
 
 
 # -------------------------------------------------------------------------------------------------------- reports

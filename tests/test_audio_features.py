@@ -35,7 +35,7 @@ def test_extractors_give_frame_windows(tmp_path, name):
 
 def test_unimplemented_extractors_name_the_offline_choices(tmp_path):
     write_wav(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
-    with pytest.raises(InputError, match="not implemented.*mel or wakeword"):
-        extract_audio_features(tmp_path / "a.wav", "deepspeech", n_frames=25)
+    with pytest.raises(InputError, match="hubert: this extractor.*not implemented.*deepspeech"):
+        extract_audio_features(tmp_path / "a.wav", "hubert", n_frames=25)
     with pytest.raises(InputError, match="unknown"):
         extract_audio_features(tmp_path / "a.wav", "mfcc", n_frames=25)

@@ -243,3 +243,29 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tiny_run, tmp_path)
     assert reference.keys() == resumed.keys()
     for key in reference:
         assert torch.equal(reference[key], resumed[key]), key
+
+
+def test_deepspeech_features_through_the_dag(tiny_run, tmp_path, monkeypatch):
+    """`audio_features` with deepspeech: the graph is the job's input, so a missing one plans `download_deepspeech`;
+    with a stand-in graph in $TENSORFLOW_HOME the job writes what the library computes from the same wav."""
+    from gt_core.tensorflow_guard import tensorflow_installed
+
+    if not tensorflow_installed():
+        pytest.skip("TensorFlow is not installed")
+    from deepspeech_fake import write_fake_graph
+    from gt_core.preprocess.audio_features import extract_audio_features
+
+    monkeypatch.setenv("TENSORFLOW_HOME", str(tmp_path))
+    target = "results/demo/data/audio_deepspeech.npy"
+    plan = run_snakemake(tiny_run, target, extra=("-n",))
+    assert plan.returncode == 0 and "download_deepspeech" in plan.stdout, explain(plan, tiny_run)
+    graph = tmp_path / "models" / "deepspeech-0_1_0-b90017e8.pb"
+    write_fake_graph(graph)
+    proc = run_snakemake(tiny_run, target)
+    assert proc.returncode == 0, explain(proc, tiny_run)
+    assert "download_deepspeech" not in proc.stdout + proc.stderr
+    feats = np.load(tiny_run / target)
+    n_frames = len(np.load(tiny_run / "results/demo/data/frames.npy", mmap_mode="r"))
+    assert feats.shape == (n_frames, 16, 29)
+    direct = extract_audio_features(tiny_run / "results/demo/data/audio.wav", "deepspeech", n_frames, model=graph)
+    np.testing.assert_array_equal(feats, direct)

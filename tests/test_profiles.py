@@ -6,6 +6,7 @@ process is tested in test_pipeline_e2e.py (cluster-generic executor).
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -35,9 +36,11 @@ def paper_workdir(tmp_path_factory):
 
 
 def dry_run(workdir: Path, *extra: str) -> str:
+    """Plan the paper grid; $TENSORFLOW_HOME points into the workdir, so the DeepSpeech graph is never there."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
            "--configfile", str(ROOT / "config/paper.yaml"), "-n", *extra, "all"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=300)
+    env = {**os.environ, "TENSORFLOW_HOME": str(workdir / "tensorflow_home")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -67,6 +70,10 @@ def test_paper_config_plans_the_full_grid(paper_workdir):
     assert rules.count("cell") == n_subjects * n_durations
     for rule in ("probe", "frames", "landmarks", "pose", "masks", "audio_features"):
         assert rules.count(rule) == n_subjects, rule
+    # the originals' audio features; their graph is fetched once, by the one rule that downloads it
+    assert PAPER["audio_features"] == "deepspeech"
+    assert {w["feature"] for r, w, _ in jobs if r == "audio_features"} == {"deepspeech"}
+    assert rules.count("download_deepspeech") == 1 and "download_weights" not in rules
     assert rules.count("tables") == 1 and "demo_video" not in rules
 
 

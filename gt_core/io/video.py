@@ -134,6 +134,11 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     return audio.reshape(-1, n_ch).mean(axis=1), rate
 
 
+def pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float audio in [-1, 1] → the int16 sample values :func:`read_wav` read (exact round trip)."""
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
+
+
 def write_wav(path: str | Path, audio: np.ndarray, rate: int) -> None:
     """Write float audio in [-1, 1] (mono, ``[T]``) as 16-bit PCM wav."""
     assert audio.ndim == 1, audio.shape

@@ -21,16 +21,18 @@ Inputs: uint8 ``[N, H, W, 3]`` (or float in [0, 1]), scaled to [-1, 1] as lpips 
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from gt_core.io.download import ModelFile, matches
+
 ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILENAME}"
 ALEXNET_SHA256_PREFIX = "7be5be79"  # first 8 hex digits of the file's sha256 (torchvision's check_hash convention)
+ALEXNET = ModelFile(ALEXNET_FILENAME, ALEXNET_URL, "sha256", ALEXNET_SHA256_PREFIX)
 
 # torchvision AlexNet `features.{i}` conv layers -> the lpips `alexnet` slice that holds module `{i}`
 # (lpips/pretrained_networks.py: slice1 = features[0:2], slice2 = [2:5], slice3 = [5:8], slice4 = [8:10],
@@ -45,14 +47,7 @@ def alexnet_weights_path() -> Path:
 
 def verify_alexnet_weights(path: str | Path | None = None) -> bool:
     """True if the file's sha256 starts with :data:`ALEXNET_SHA256_PREFIX` (for the ``download_weights`` rule)."""
-    path = Path(path) if path is not None else alexnet_weights_path()
-    if not path.is_file():
-        return False
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest().startswith(ALEXNET_SHA256_PREFIX)
+    return matches(path if path is not None else alexnet_weights_path(), ALEXNET)
 
 
 def lpips_status() -> tuple[bool, str]:

