@@ -109,7 +109,7 @@ def onto_feature_clock(sequence: np.ndarray, times: np.ndarray, n_samples: int, 
 
 
 def deepspeech_features(audio: np.ndarray, model: Path | None) -> np.ndarray:
-    """DeepSpeech 0.1.0 logits ``[S, 29]`` (TensorFlow is imported only when this extractor is chosen)."""
+    """DeepSpeech 0.1.0 logits ``[S, 29]`` (the graph runs in a TensorFlow child process; imported lazily)."""
     from gt_core.preprocess.deepspeech import deepspeech_logits
 
     return deepspeech_logits(audio, model)
