@@ -42,15 +42,16 @@ from gt_core.errors import InputError
 from gt_core.io.download import ModelFile
 from gt_core.io.video import pcm16
 from gt_core.preprocess.audio_features import FEATURE_RATE, SAMPLE_RATE, onto_feature_clock
-from gt_core.preprocess.deepspeech_graph import INPUT_DIM, N_CHARS, RELEASED_SHA1
+from gt_core.preprocess.deepspeech_graph import INPUT_DIM, N_CHARS
 from gt_core.tensorflow_guard import tensorflow_env
 
+GRAPH_FILE = "deepspeech-0_1_0-b90017e8.pb"
 DEEPSPEECH = ModelFile(
-    name="deepspeech-0_1_0-b90017e8.pb",
-    url="https://github.com/osmr/deepspeech_features/releases/download/v0.0.1/deepspeech-0_1_0-b90017e8.pb.zip",
+    name=GRAPH_FILE,
+    url=f"https://github.com/osmr/deepspeech_features/releases/download/v0.0.1/{GRAPH_FILE}.zip",
     algo="sha1",
-    digest=RELEASED_SHA1,
-    zip_member="deepspeech-0_1_0-b90017e8.pb",
+    digest="b90017e816572ddce84f5843f1fa21e6a377975e",
+    zip_member=GRAPH_FILE,
 )
 N_CEPSTRUM = 26  # MFCCs per 10 ms frame
 N_CONTEXT = 9  # frames of context on each side of a step

@@ -22,7 +22,6 @@ import numpy as np
 from gt_core.errors import InputError
 
 INPUT_DIM, N_CHARS = 494, 29
-RELEASED_SHA1 = "b90017e816572ddce84f5843f1fa21e6a377975e"
 
 
 class DeepSpeechGraph:
