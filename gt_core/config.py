@@ -33,8 +33,27 @@ def _one_line(err: Exception) -> str:
     return lines[0] if lines else repr(err)
 
 
+# Values a user may know from the originals but that this pipeline does not implement: refused before the schema
+# check, with the reason, so a run never starts and then fails in the middle of the DAG.
+NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
+    ("audio_features", "hubert"): "HuBERT features are not implemented (they need transformers and the HuBERT-large "
+                                  "weights)",
+}
+
+
+def _refuse_not_implemented(config: dict, source: str, schema_path: Path) -> None:
+    """One-line :class:`InputError` naming the key, why, and the schema's alternatives, for a NOT_IMPLEMENTED value."""
+    for (key, value), why in NOT_IMPLEMENTED.items():
+        if config.get(key) == value:
+            schema = yaml.safe_load(Path(schema_path).read_text())
+            allowed = schema.get("properties", {}).get(key, {}).get("enum", [])
+            raise InputError(f"{source}: key '{key}'", f"'{value}' is not available: {why}",
+                             f"set {key} to one of {', '.join(map(str, allowed))} (see config/README.md)")
+
+
 def validate_config(config: dict, source: str = "config", schema_path: Path = SCHEMA_PATH) -> dict:
     """Validate ``config`` in place (defaults filled) or raise a one-line :class:`InputError`."""
+    _refuse_not_implemented(config, source, schema_path)
     try:
         from snakemake.utils import validate
     except ImportError:  # pragma: no cover - snakemake is a dependency; jsonschema fallback for library use

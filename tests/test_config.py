@@ -4,7 +4,7 @@ import copy
 import pytest
 import yaml
 
-from gt_core.config import SplitSpec, config_hash, duration_label, validate_config
+from gt_core.config import SCHEMA_PATH, SplitSpec, config_hash, duration_label, validate_config
 from gt_core.errors import InputError
 
 
@@ -52,3 +52,22 @@ def test_split_has_no_overlap_and_common_tail():
 def test_labels_and_hash():
     assert duration_label(10) == "10s" and duration_label(2.5) == "2.5s"
     assert config_hash({"a": 1}) == config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_hubert_is_refused_at_validation_naming_the_key_and_alternatives(default_config):
+    """`hubert` used to pass validation and fail mid-DAG in the feature extractor; now the config is refused."""
+    cfg = copy.deepcopy(default_config)
+    cfg["audio_features"] = "hubert"
+    with pytest.raises(InputError) as err:
+        validate_config(cfg, source="my.yaml")
+    msg = str(err.value)
+    assert msg.startswith("my.yaml: key 'audio_features': 'hubert' is not available") and "\n" not in msg
+    assert "not implemented" in msg and "fix: set audio_features to one of mel, wakeword, deepspeech" in msg
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert "hubert" not in schema["properties"]["audio_features"]["enum"]  # the schema no longer offers it
+    for ok in ("mel", "wakeword", "deepspeech"):
+        cfg["audio_features"] = ok
+        assert validate_config(copy.deepcopy(cfg))["audio_features"] == ok
+    cfg["audio_features"] = "wav2vec"  # any other unknown value: the schema's one-line error names the key
+    with pytest.raises(InputError, match="key 'audio_features'"):
+        validate_config(cfg)

@@ -1,4 +1,5 @@
-"""Tests of gt_core.metrics: PSNR/SSIM against hand computations, offline LPIPS, LMD on a real face, evaluate_cell."""
+"""Tests of gt_core.metrics: PSNR/SSIM against hand computations, offline digest-checked LPIPS, the iBUG mouth map and
+LMD on a real face, evaluate_cell (missed faces, lmd40) and the evaluate stage's renders check."""
 from __future__ import annotations
 
 import json
@@ -11,13 +12,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy.ndimage import uniform_filter
+from matplotlib.path import Path as PolygonPath
+from skimage.metrics import structural_similarity
 
+from gt_core.errors import InputError
+from gt_core.io.download import ModelFile, file_digest
+from gt_core.methods.base import Renders
+from gt_core.metrics import cell_stage
 from gt_core.metrics import lpips_metric as lpm
 from gt_core.metrics.evaluate import (FACE_CROP_SIZE, FRAME_COLUMNS, FULL_NOT_APPLICABLE, evaluate_cell,
                                       face_boxes_from_points, face_crop_box, write_cell_metrics)
 from gt_core.metrics.image import PSNR_CAP_DB, cap_psnr, psnr, psnr_batch, ssim, ssim_batch
-from gt_core.metrics.lmd import compute_lmd, lip_points, lmd_from_points, mouth_opening_from_lips, mouth_sync
+from gt_core.metrics.lmd import (IBUG_MOUTH, MAX_MISSED_FRACTION, LmdResult, compute_lmd, lip_points, lmd_from_points,
+                                 mouth_opening_from_lips, mouth_points_from_lips, mouth_sync)
 from gt_core.preprocess.landmarks import LIPS, detect_landmarks
 
 
@@ -53,6 +60,19 @@ def fake_alexnet_file(tmp_path_factory):
     path.unlink()  # 244 MB: do not leave it in pytest's kept temp dirs
 
 
+@pytest.fixture(scope="module")
+def fake_alexnet_digest(fake_alexnet_file) -> str:
+    """sha256 of the fake AlexNet file (a random trunk: its digest is *not* the real file's 7be5be79...)."""
+    digest = file_digest(fake_alexnet_file[1], "sha256")
+    assert not digest.startswith(lpm.ALEXNET_SHA256_PREFIX)
+    return digest
+
+
+def _trust_digest(monkeypatch, digest: str) -> None:
+    """Make ``digest`` the expected AlexNet digest for this test (the module reads ``lpm.ALEXNET`` at call time)."""
+    monkeypatch.setattr(lpm, "ALEXNET", ModelFile(lpm.ALEXNET.name, lpm.ALEXNET.url, "sha256", digest[:8]))
+
+
 class DownloadAttempted(AssertionError):
     pass
 
@@ -82,9 +102,11 @@ def _set_hub_dir(monkeypatch, path: Path) -> None:
 
 
 @pytest.fixture
-def lpips_with_weights(monkeypatch, fake_alexnet_file, no_download):
+def lpips_with_weights(monkeypatch, fake_alexnet_file, fake_alexnet_digest, no_download):
+    """LPIPS on the fake trunk, its digest made the expected one (the happy path of the digest check)."""
     hub, path, features = fake_alexnet_file
     _set_hub_dir(monkeypatch, hub)
+    _trust_digest(monkeypatch, fake_alexnet_digest)
     metric = lpm.LpipsMetric(device="cpu", batch_size=2)
     assert not no_download
     return metric, features
@@ -133,31 +155,60 @@ def test_ssim_constant_images_closed_form():
     assert ssim(y, x) == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-9)
 
 
-def _ssim_reference(x: np.ndarray, y: np.ndarray, win: int = 7) -> float:
-    """Independent SSIM: 7×7 uniform window, sample covariance, data range 1, mean over the valid interior/channels."""
+def _ssim_by_hand(x: np.ndarray, y: np.ndarray) -> float:
+    """SSIM written out from Wang et al. 2004, explicit loops over window positions (no library filter):
+
+    11×11 Gaussian window with σ = 1.5, normalised to sum 1; population (weighted, biased) moments; C1 = (0.01·1)²,
+    C2 = (0.03·1)²; the mean over every position whose whole window lies inside the image, and over the channels.
+    """
+    r, sigma = 5, 1.5
+    g = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma ** 2))
+    w = np.outer(g, g)
+    w /= w.sum()  # [11, 11]
     c1, c2 = 0.01 ** 2, 0.03 ** 2
-    np_ = win * win
-    cov_norm = np_ / (np_ - 1)
+    h, wd, n_ch = x.shape
     vals = []
-    for c in range(x.shape[-1]):
-        a, b = x[..., c], y[..., c]
-        mu_a, mu_b = uniform_filter(a, win), uniform_filter(b, win)
-        va = cov_norm * (uniform_filter(a * a, win) - mu_a ** 2)
-        vb = cov_norm * (uniform_filter(b * b, win) - mu_b ** 2)
-        cab = cov_norm * (uniform_filter(a * b, win) - mu_a * mu_b)
-        s = ((2 * mu_a * mu_b + c1) * (2 * cab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (va + vb + c2))
-        pad = (win - 1) // 2
-        vals.append(s[pad:-pad, pad:-pad].mean())
+    for c in range(n_ch):
+        for i in range(r, h - r):
+            for j in range(r, wd - r):
+                a, b = x[i - r:i + r + 1, j - r:j + r + 1, c], y[i - r:i + r + 1, j - r:j + r + 1, c]
+                mu_a, mu_b = (w * a).sum(), (w * b).sum()
+                va, vb = (w * (a - mu_a) ** 2).sum(), (w * (b - mu_b) ** 2).sum()
+                cab = (w * (a - mu_a) * (b - mu_b)).sum()
+                vals.append((2 * mu_a * mu_b + c1) * (2 * cab + c2) / ((mu_a ** 2 + mu_b ** 2 + c1) * (va + vb + c2)))
     return float(np.mean(vals))
 
 
-def test_ssim_matches_independent_implementation():
+def test_ssim_is_the_standard_gaussian_definition():
+    """Pins window (11×11), σ (1.5) and covariance (population): each alternative gives a different number."""
     rng = np.random.default_rng(1)
-    x = rng.random((24, 20, 3))
-    y = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
-    assert ssim(y, x) == pytest.approx(_ssim_reference(x, y), abs=1e-10)
-    assert ssim_batch(y[None], x[None]).shape == (1,)
-    assert ssim(y, x) < 1.0
+    # one window position: an 11×11 image has exactly one pixel whose window fits, per channel
+    x1 = rng.random((11, 11, 3))
+    y1 = np.clip(x1 + 0.15 * rng.standard_normal(x1.shape), 0, 1)
+    assert ssim(y1, x1) == pytest.approx(_ssim_by_hand(x1, y1), abs=1e-12)
+    # a few window positions, uint8 input (scaled to [0, 1] by /255)
+    x = rng.integers(0, 256, (17, 14, 3), dtype=np.uint8)
+    y = np.clip(x.astype(int) + rng.integers(-40, 41, x.shape), 0, 255).astype(np.uint8)
+    ours = ssim(y, x)
+    assert ours == pytest.approx(_ssim_by_hand(x / 255.0, y / 255.0), abs=1e-12)
+    assert ssim_batch(y[None], x[None]).shape == (1,) and ours < 1.0
+    # the hand value separates the variants a wrong setting would compute (sample vs population covariance is a
+    # factor 121/120 on the variances: ~2e-6 here, still a million times the 1e-12 agreement above)
+    xf, yf = x / 255.0, y / 255.0
+    wrong = {
+        "7x7 uniform, sample covariance (skimage default)": structural_similarity(xf, yf, data_range=1,
+                                                                                  channel_axis=-1),
+        "sigma 1.0": structural_similarity(xf, yf, data_range=1, channel_axis=-1, gaussian_weights=True, sigma=1.0,
+                                           use_sample_covariance=False),
+        "sample covariance": structural_similarity(xf, yf, data_range=1, channel_axis=-1, gaussian_weights=True,
+                                                   sigma=1.5, use_sample_covariance=True),
+        "data range 255": structural_similarity(xf, yf, data_range=255, channel_axis=-1, gaussian_weights=True,
+                                                sigma=1.5, use_sample_covariance=False),
+    }
+    for name, value in wrong.items():
+        assert abs(value - ours) > 1e-7, name
+    with pytest.raises(AssertionError, match="smaller than the 11x11"):
+        ssim(x[:10], y[:10])
 
 
 def test_identical_images_psnr_inf_capped_and_ssim_one():
@@ -213,10 +264,38 @@ def test_lpips_unavailable_is_nan_with_reason(lpips_without_weights, tmp_path, n
     assert not no_download
 
 
+def test_lpips_refuses_an_alexnet_file_with_the_wrong_checksum(monkeypatch, fake_alexnet_file, fake_alexnet_digest,
+                                                               no_download):
+    """A real torchvision-AlexNet-shaped state dict with the right key names but other weights: unavailable, with
+    'checksum' in the reason, and NaN instead of numbers (before the digest check it was accepted on key names)."""
+    hub, path, _ = fake_alexnet_file
+    _set_hub_dir(monkeypatch, hub)
+    ok, reason = lpm.lpips_status()
+    assert not ok and "checksum" in reason and str(path) in reason and "download_weights" in reason
+    assert fake_alexnet_digest[:8] in reason and lpm.ALEXNET_SHA256_PREFIX in reason
+    metric = lpm.LpipsMetric(device="cpu")
+    assert not metric.available and metric.model is None and "checksum" in metric.reason
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    assert np.isnan(metric(a, 255 - a)).all()
+    assert not lpm.verify_alexnet_weights(path)
+    _trust_digest(monkeypatch, fake_alexnet_digest)  # the same file with its digest expected: numbers come out
+    assert lpm.verify_alexnet_weights(path)
+    trusted = lpm.LpipsMetric(device="cpu")
+    assert trusted.available and "verified" in trusted.reason
+    values = trusted(a, 255 - a)
+    assert np.all(np.isfinite(values)) and np.all(values > 0)
+    assert not no_download
+
+
 def test_lpips_rejects_a_file_that_is_not_alexnet(monkeypatch, tmp_path, no_download):
     (tmp_path / "checkpoints").mkdir()
-    torch.save({"something": torch.zeros(3)}, tmp_path / "checkpoints" / lpm.ALEXNET_FILENAME)
+    path = tmp_path / "checkpoints" / lpm.ALEXNET_FILENAME
+    torch.save({"something": torch.zeros(3)}, path)
     _set_hub_dir(monkeypatch, tmp_path)
+    metric = lpm.LpipsMetric()
+    assert not metric.available and "checksum" in metric.reason  # refused before it is even opened
+    _trust_digest(monkeypatch, file_digest(path, "sha256"))  # digest matches, keys do not
     metric = lpm.LpipsMetric()
     assert not metric.available and "could not be loaded" in metric.reason
     assert np.isnan(metric(np.zeros((1, 32, 32, 3), np.uint8), np.zeros((1, 32, 32, 3), np.uint8))).all()
@@ -247,6 +326,74 @@ def test_lmd_from_points_centring_and_scale():
     assert np.isnan(lmd_from_points(moved, gt, width=512)[1])
 
 
+# (x, y) of the 40 mediapipe lip points on the canonical face mesh, x to the image right, y *up* (model units), from
+# google/mediapipe mediapipe/modules/face_geometry/data/canonical_face_model.obj (vertex k = mesh index k).
+CANONICAL_LIPS_XY = {
+    0: (0.000000, -3.406404), 13: (0.000000, -3.994436), 14: (0.000000, -4.542400), 17: (0.000000, -5.365123),
+    37: (-0.711452, -3.329355), 39: (-1.431615, -3.500953), 40: (-1.914910, -3.803146), 61: (-2.456206, -4.342621),
+    78: (-2.153084, -4.276322), 80: (-1.469132, -4.036351), 81: (-1.024340, -3.989851), 82: (-0.533422, -3.993222),
+    84: (-0.699606, -5.291850), 87: (-0.583218, -4.517982), 88: (-1.537170, -4.423206), 91: (-1.838624, -4.828746),
+    95: (-1.826614, -4.399531), 146: (-2.196121, -4.598322), 178: (-1.098819, -4.458788),
+    181: (-1.325085, -5.106507), 185: (-2.285339, -4.051196), 191: (-1.845110, -4.098880),
+    267: (0.711452, -3.329355), 269: (1.431615, -3.500953), 270: (1.914910, -3.803146), 291: (2.456206, -4.342621),
+    308: (2.153084, -4.276322), 310: (1.469132, -4.036351), 311: (1.024340, -3.989851), 312: (0.533422, -3.993222),
+    314: (0.699606, -5.291850), 317: (0.583218, -4.517982), 318: (1.537170, -4.423206), 321: (1.838624, -4.828746),
+    324: (1.826614, -4.399531), 375: (2.196121, -4.598322), 402: (1.098819, -4.458788), 405: (1.325085, -5.106507),
+    409: (2.285339, -4.051196), 415: (1.845110, -4.098880),
+}
+
+
+def _check_ibug_mouth_layout(xy: np.ndarray) -> None:
+    """``[20, 2]`` image coordinates (x right, y down) of iBUG 48–67: the layout of the 68-point scheme."""
+    outer, inner = xy[:12], xy[12:]
+    assert np.argmin(xy[:, 0]) == 0 and np.argmax(xy[:, 0]) == 6  # 48 leftmost (image-left corner), 54 rightmost
+    assert np.argmin(inner[:, 0]) == 0 and np.argmax(inner[:, 0]) == 4  # 60 and 64: the inner corners
+    assert np.argmax(xy[:, 1]) == 9  # 57: the lowest point of the mouth
+    assert xy[3, 1] < xy[14, 1] < xy[18, 1] < xy[9, 1]  # 51 above 62 above 66 above 57 (top to bottom on the midline)
+    assert np.all(xy[1:6, 1] < xy[[0, 6], 1].max()) and np.all(xy[7:12, 1] > xy[[0, 6], 1].min())  # upper / lower
+    for ring in (outer, inner):  # each ring goes once around the mouth, clockwise on screen: left, top, right, bottom
+        centre = ring.mean(axis=0)
+        angles = np.unwrap(np.arctan2(ring[:, 1] - centre[1], ring[:, 0] - centre[0]))
+        assert np.all(np.diff(angles) > 0) and angles[-1] - angles[0] < 2 * np.pi, angles
+    assert PolygonPath(outer).contains_points(inner).all()  # the inner lip lies inside the outer lip
+
+
+def test_ibug_mouth_map_is_20_distinct_lip_points_in_ibug_order():
+    assert IBUG_MOUTH.shape == (20,) and len(set(IBUG_MOUTH.tolist())) == 20
+    assert set(IBUG_MOUTH.tolist()) <= set(LIPS.tolist())  # all on the mediapipe lip contours
+    assert IBUG_MOUTH[[0, 3, 6, 9, 14, 18]].tolist() == [61, 0, 291, 17, 13, 14]  # corners and midline points
+    xy = np.array([CANONICAL_LIPS_XY[int(i)] for i in IBUG_MOUTH]) * np.array([1.0, -1.0])  # y down, as an image
+    _check_ibug_mouth_layout(xy)
+    # the canonical mesh is left/right symmetric: so is the map (iBUG mirror pairs)
+    for a, b in [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]:
+        pa, pb = xy[a - 48], xy[b - 48]
+        assert pa[0] == pytest.approx(-pb[0], abs=1e-6) and pa[1] == pytest.approx(pb[1], abs=1e-6), (a, b)
+    # the 20 points come out of the 40 lip points in iBUG order
+    lips = np.arange(40 * 2, dtype=np.float64).reshape(1, 40, 2)
+    pos = {int(v): k for k, v in enumerate(LIPS)}
+    assert np.array_equal(mouth_points_from_lips(lips)[0], lips[0, [pos[int(i)] for i in IBUG_MOUTH]])
+
+
+def test_ibug_mouth_map_on_a_detected_face(face512):
+    """On a real (frontal) detection the map has the iBUG layout in image coordinates too (48 on the image left)."""
+    lm = detect_landmarks(face512[None], video_mode=False)
+    assert lm.found[0]
+    _check_ibug_mouth_layout(mouth_points_from_lips(lip_points(lm))[0])
+
+
+def test_lmd_unavailable_when_more_than_10_percent_of_renders_miss():
+    def result(n: int, missed: int) -> LmdResult:
+        found = np.ones(n, bool)
+        found[:missed] = False
+        return LmdResult(values=np.zeros(n), render_found=found, gt_found=np.ones(n, bool))
+
+    assert MAX_MISSED_FRACTION == 0.10
+    assert result(10, 1).unavailable_reason() is None  # exactly 10%: still reported
+    reason = result(10, 2).unavailable_reason()
+    assert reason == "no face found in 2 of 10 renders (20% > 10% allowed)"
+    assert result(4, 1).n_missed_render == 1 and result(4, 1).unavailable_reason() is not None
+
+
 def test_lmd_grows_with_lip_displacement_and_misses_are_counted(face512):
     ks = [0, 2, 4, 6]
     renders = np.stack([_warp_lower_lip(face512, k) for k in ks] + [np.full_like(face512, 128)])  # last: grey
@@ -256,7 +403,10 @@ def test_lmd_grows_with_lip_displacement_and_misses_are_counted(face512):
     assert res.render_found[:4].all() and not res.render_found[4] and res.gt_found.all()
     assert v[0] == pytest.approx(0.0, abs=1e-6)
     assert np.all(np.diff(v[:4]) > 0), v
-    assert np.isnan(v[4]) and res.n_missed == 1
+    assert np.isnan(v[4]) and res.n_missed == 1 and res.n_missed_render == 1
+    # lmd40 (all 40 lip points) is kept next to it and grows too
+    assert res.values40[0] == pytest.approx(0.0, abs=1e-6) and np.all(np.diff(res.values40[:4]) > 0)
+    assert np.isnan(res.values40[4])
     # precomputed ground-truth lips give the same values as detecting on the targets
     gt_pts = lip_points(detect_landmarks(targets[:1], video_mode=False))
     res2 = compute_lmd(renders[:4], gt_lip_points=np.repeat(gt_pts, 4, axis=0))
@@ -329,7 +479,13 @@ def test_evaluate_cell_tables_and_files(small_cell, lpips_with_weights, tmp_path
     assert np.isnan(head.loc[253, "lmd"]) and not head.loc[253, "face_found"] and head.loc[253, "gt_face_found"]
     assert summary["n_frames"] == 4 and summary["n_missed_faces"] == 1
     ph = summary["protocols"]["head"]
-    assert ph["lmd"]["n"] == 3 and ph["lmd"]["n_missed"] == 1
+    assert ph["lmd"]["n"] == 3 and ph["lmd"]["n_missed"] == 1 and ph["lmd"]["n_missed_render"] == 1
+    # 1 of 4 renders without a face (25% > 10%): LMD and lmd40 unavailable for the cell, with the count as reason
+    for m in ("lmd", "lmd40"):
+        assert math.isnan(ph[m]["mean"]) and math.isnan(ph[m]["std"]), m
+        assert ph[m]["status"] == "unavailable: no face found in 1 of 4 renders (25% > 10% allowed)", m
+        assert summary["protocols"]["face"][m]["status"] == ph[m]["status"]
+    assert np.isfinite(head.loc[[250, 251, 252], "lmd40"]).all() and np.isnan(head.loc[253, "lmd40"])
     assert ph["psnr"]["n"] == 4 and ph["psnr"]["n_capped"] == 1 and math.isfinite(ph["psnr"]["mean"])
     assert ph["psnr"]["mean"] == pytest.approx(np.mean(np.minimum(head["psnr"], PSNR_CAP_DB)))
     assert summary["protocols"]["full"] == {"status": FULL_NOT_APPLICABLE}
@@ -340,6 +496,7 @@ def test_evaluate_cell_tables_and_files(small_cell, lpips_with_weights, tmp_path
     csv_path, json_path = write_cell_metrics(tmp_path / "cell", df, summary, {"method": "retrieval", "seconds": 10})
     doc = json.loads(json_path.read_text(), parse_constant=_reject_constant)  # strict JSON: no NaN/Infinity tokens
     assert doc["n_missed_faces"] == 1 and doc["method"] == "retrieval" and "json_note" in doc
+    assert doc["protocols"]["head"]["lmd"]["mean"] is None and "1 of 4" in doc["protocols"]["head"]["lmd"]["status"]
     assert set(doc["protocols"]) == {"head", "face", "full"}
     back = pd.read_csv(csv_path)
     assert len(back) == 8 and set(back.protocol) == {"head", "face"} and np.isinf(back.psnr).sum() >= 1
@@ -382,3 +539,61 @@ def test_evaluate_cell_full_protocol_and_missing_lpips(small_cell, lpips_without
     _, json_path = write_cell_metrics(tmp_path, df, summary, {})
     doc = json.loads(json_path.read_text(), parse_constant=_reject_constant)
     assert doc["protocols"]["head"]["lpips"]["mean"] is None and doc["lpips"]["available"] is False
+    full_lmd = summary["protocols"]["full"]["lmd"]
+    assert full_lmd["n"] == 2 and "status" not in full_lmd and math.isfinite(full_lmd["mean"])
+    assert set(df.columns) >= {"lmd", "lmd40"} and summary["protocols"]["full"]["lmd40"]["n"] == 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the evaluate stage: renders must belong to the cell
+# --------------------------------------------------------------------------------------------------------------
+class _Reached(Exception):
+    pass
+
+
+@pytest.fixture
+def stub_cell(monkeypatch):
+    """A cell whose test segment is frames 525..528 at 32² (what `load_cell` would return), and an evaluate_cell
+    that only records that it was reached."""
+    from types import SimpleNamespace
+
+    test = SimpleNamespace(frame_ids=np.arange(525, 529), targets=np.zeros((4, 32, 32, 3), np.uint8),
+                           face_boxes=np.zeros((4, 4)), frames=np.zeros((4, 32, 32, 3), np.uint8))
+    cell = SimpleNamespace(subject="s1", duration_s=10, test=test)
+    monkeypatch.setattr(cell_stage, "load_cell", lambda cell_dir: cell)
+
+    def reached(*args, **kwargs):
+        raise _Reached()
+
+    monkeypatch.setattr(cell_stage, "evaluate_cell", reached)
+    return cell
+
+
+def _save_renders(path: Path, frame_ids: np.ndarray, size: int = 32) -> Path:
+    Renders(np.asarray(frame_ids, dtype=np.int64), np.zeros((len(frame_ids), size, size, 3), np.uint8)).save(path)
+    return path
+
+
+def test_evaluate_stage_refuses_renders_of_another_cell(stub_cell, tmp_path):
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps({"method": "retrieval", "provenance": {}, "train_wall_time_s": 1.0,
+                                 "hyperparameters": {}}))
+    other = _save_renders(tmp_path / "other_subject_renders.npz", np.arange(300, 304))  # another subject's tail
+    with pytest.raises(InputError) as err:
+        cell_stage.evaluate_stage("cell", other, train, tmp_path / "out")
+    msg = str(err.value)
+    assert str(other) in msg and "re-render this cell" in msg and "\n" not in msg
+    assert "4 frames 300..303" in msg and "4 frames 525..528" in msg
+    shifted = _save_renders(tmp_path / "shifted.npz", np.arange(524, 528))  # same length, off by one frame
+    with pytest.raises(InputError, match="shifted.npz.*re-render this cell"):
+        cell_stage.evaluate_stage("cell", shifted, train, tmp_path / "out")
+    short = _save_renders(tmp_path / "short.npz", np.arange(525, 528))  # a prefix of the test segment
+    with pytest.raises(InputError, match="short.npz"):
+        cell_stage.evaluate_stage("cell", short, train, tmp_path / "out")
+    small = _save_renders(tmp_path / "small.npz", np.arange(525, 529), size=16)  # right frames, other resolution
+    with pytest.raises(InputError, match="small.npz: renders are 16x16 px but this cell's frames are 32x32 px"):
+        cell_stage.evaluate_stage("cell", small, train, tmp_path / "out")
+    own = _save_renders(tmp_path / "own.npz", np.arange(525, 529))
+    with pytest.raises(_Reached):  # the cell's own renders pass the check and are evaluated
+        cell_stage.evaluate_stage("cell", own, train, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -14,9 +14,14 @@ Protocols (DESIGN.md §3), named in every output row:
   such renders, otherwise reported as not applicable.
 
 Averaging: mean and population std (ddof 0) over frames where the value is finite. PSNR is averaged after capping at
-:data:`~gt_core.metrics.image.PSNR_CAP_DB` (identical frames give +inf; ``n_capped`` says how many). LMD is averaged
-over frames where a face was found in both render and ground truth; ``n_missed`` counts the others. When LPIPS is
-unavailable (no AlexNet weights offline) its values are NaN and the reason is recorded.
+:data:`~gt_core.metrics.image.PSNR_CAP_DB` (identical frames give +inf; ``n_capped`` says how many). LMD (and
+``lmd40``, the 40-lip-point variant kept for comparison, not a Table 1 row) is averaged over frames where a face was
+found in both render and ground truth; ``n_missed_render`` counts renders without a face (``n_missed_faces`` at the
+top of ``metrics.json``: head protocol), ``n_missed_gt`` ground-truth frames without one. When more than
+:data:`~gt_core.metrics.lmd.MAX_MISSED_FRACTION` (10%) of a protocol's renders have no face, its LMD and lmd40 are
+*unavailable* (mean/std NaN, ``status`` giving the count): averaging over the remaining frames would flatter a method
+that loses the face. When LPIPS is unavailable (no AlexNet weights offline, or a file with the wrong checksum) its
+values are NaN and the reason is recorded.
 """
 from __future__ import annotations
 
@@ -32,26 +37,33 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from gt_core.metrics.image import PSNR_CAP_DB, cap_psnr, psnr, ssim
-from gt_core.metrics.lmd import LMD_REFERENCE_WIDTH, compute_lmd
+from gt_core.metrics.image import PSNR_CAP_DB, SSIM_SIGMA, SSIM_WINDOW, cap_psnr, psnr, ssim
+from gt_core.metrics.lmd import LMD_REFERENCE_WIDTH, MAX_MISSED_FRACTION, N_LIP_POINTS, N_MOUTH_POINTS, compute_lmd
 from gt_core.metrics.lpips_metric import LpipsMetric
 
 PROTOCOLS = ("head", "face", "full")
-METRICS = ("psnr", "ssim", "lpips", "lmd")
+METRICS = ("psnr", "ssim", "lpips", "lmd", "lmd40")  # Table 1 shows the first four; lmd40 is in the long table
+LMD_METRICS = ("lmd", "lmd40")
 FACE_BOX_MARGIN = 0.1  # face box grows by this fraction of its size on each side before being made square
 FACE_CROP_SIZE = 128  # face crops are resized to this square size for SSIM and LPIPS
 FULL_NOT_APPLICABLE = "not applicable: method renders only the head"
-FRAME_COLUMNS = ["frame", "protocol", "psnr", "ssim", "lpips", "lmd", "face_found", "gt_face_found"]
+FRAME_COLUMNS = ["frame", "protocol", "psnr", "ssim", "lpips", "lmd", "lmd40", "face_found", "gt_face_found"]
 
 METRIC_DEFINITIONS = {
     "psnr": (f"dB, skimage peak_signal_noise_ratio(data_range=1) per frame on [0,1] RGB; identical frames give inf "
              f"(kept per frame, capped at {PSNR_CAP_DB:g} dB for the mean); higher is better"),
-    "ssim": ("skimage structural_similarity(data_range=1, channel_axis=-1), defaults: 7x7 uniform window, "
-             "K1=0.01, K2=0.03; higher is better"),
-    "lpips": "lpips 0.1 AlexNet (v0.1 linear layers), inputs in [-1,1], per frame; lower is better",
-    "lmd": (f"mediapipe face mesh on render and ground truth (static images), 40 lip points in 2D, each set centred on "
-            f"its mean, mean Euclidean distance in pixels of a {LMD_REFERENCE_WIDTH}-px-wide frame; NaN and counted as "
-            f"missed when either has no face; lower is better"),
+    "ssim": (f"skimage structural_similarity(data_range=1, channel_axis=-1, gaussian_weights=True, "
+             f"sigma={SSIM_SIGMA:g}, use_sample_covariance=False): {SSIM_WINDOW}x{SSIM_WINDOW} Gaussian window, "
+             f"sigma {SSIM_SIGMA:g}, population covariance, K1=0.01, K2=0.03 (Wang et al. 2004); mean over the "
+             f"valid interior and RGB channels; higher is better"),
+    "lpips": ("lpips 0.1 AlexNet (v0.1 linear layers), trunk verified by sha256 prefix, inputs in [-1,1], per frame; "
+              "lower is better"),
+    "lmd": (f"mediapipe face mesh on render and ground truth (static images), the {N_MOUTH_POINTS} mouth points of the "
+            f"68-point iBUG scheme (48-67, via gt_core.metrics.lmd.IBUG_MOUTH) in 2D, each set centred on its mean, "
+            f"mean Euclidean distance in pixels of a {LMD_REFERENCE_WIDTH}-px-wide frame; NaN for a frame without a "
+            f"face in either; unavailable for the cell when more than {MAX_MISSED_FRACTION:.0%} of the renders have "
+            f"no face; lower is better"),
+    "lmd40": (f"as lmd, over all {N_LIP_POINTS} mediapipe lip points (the project's earlier LMD); not in Table 1"),
     "mouth_sync": ("Pearson r over the test frames between the mouth opening (inner-lip gap / mouth width, from the "
                    "LMD lip points) of the render and of the ground truth; 1 = the rendered mouth opens and closes "
                    "with the real one, ~0 = it ignores the audio; not part of Table 1"),
@@ -169,7 +181,7 @@ def evaluate_cell(
     frame_ids: np.ndarray,  # [N] int, video frame index of each test frame
     renders_full: np.ndarray | None = None,  # [N, H, W, 3] uint8, `full` protocol (method's own full frame)
     targets_full: np.ndarray | None = None,  # [N, H, W, 3] uint8, raw frames
-    gt_lip_points: np.ndarray | None = None,  # [N, 40, 2] precomputed GT lip points, pixels of the H×W frame
+    gt_lip_points: np.ndarray | None = None,  # [N, 40, 2] precomputed GT lip points (LIPS order), H×W pixels
     device: str = "cpu",
     progress: bool = False,
     lpips_metric: LpipsMetric | None = None,  # reuse a built metric across cells (optional)
@@ -177,8 +189,9 @@ def evaluate_cell(
     """Evaluate one cell: per-frame table (one row per frame and protocol) and a summary dict.
 
     Returns ``(frames_df, summary)``; ``frames_df`` has the columns of :data:`FRAME_COLUMNS`; ``summary`` has
-    ``protocols`` (per protocol and metric: mean, std, n, ...; or ``status`` for an inapplicable ``full``),
-    ``n_frames``, ``n_missed_faces`` (head protocol), ``lpips`` (available, reason), ``metric_definitions``.
+    ``protocols`` (per protocol and metric: mean, std, n, ...; ``status`` where unavailable; or only ``status`` for an
+    inapplicable ``full``), ``n_frames``, ``n_missed_faces`` (renders without a detected face, head protocol),
+    ``lpips`` (available, reason), ``metric_definitions``.
     """
     assert renders.ndim == 4 and renders.shape[-1] == 3 and renders.dtype == np.uint8, (renders.shape, renders.dtype)
     assert targets.shape == renders.shape and targets.dtype == np.uint8, (targets.shape, targets.dtype)
@@ -193,17 +206,18 @@ def evaluate_cell(
         assert targets_full.shape == renders_full.shape and targets_full.dtype == np.uint8, targets_full.shape
     if gt_lip_points is not None:
         gt_lip_points = np.asarray(gt_lip_points, dtype=np.float64)
-        assert gt_lip_points.shape == (n, 40, 2), gt_lip_points.shape
+        assert gt_lip_points.shape == (n, N_LIP_POINTS, 2), gt_lip_points.shape
 
     lp = lpips_metric if lpips_metric is not None else LpipsMetric(device=device)
 
     per: dict[str, dict[str, np.ndarray]] = {}
     head_lmd = compute_lmd(renders, targets, gt_lip_points, progress=progress)
     per["head"] = _protocol_metrics("head", renders, targets, None, lp, progress)
-    per["head"].update(lmd=head_lmd.values, face_found=head_lmd.render_found, gt_face_found=head_lmd.gt_found)
+    per["head"].update(lmd=head_lmd.values, lmd40=head_lmd.values40, face_found=head_lmd.render_found,
+                       gt_face_found=head_lmd.gt_found)
     per["face"] = _protocol_metrics("face", renders, targets, face_boxes, lp, progress)
-    per["face"].update(lmd=head_lmd.values.copy(), face_found=head_lmd.render_found.copy(),
-                       gt_face_found=head_lmd.gt_found.copy())
+    per["face"].update(lmd=head_lmd.values.copy(), lmd40=head_lmd.values40.copy(),
+                       face_found=head_lmd.render_found.copy(), gt_face_found=head_lmd.gt_found.copy())
     lmd_results = {"head": head_lmd, "face": head_lmd}
     if renders_full is not None:
         gt_pts_full = None
@@ -211,7 +225,8 @@ def evaluate_cell(
             gt_pts_full = gt_lip_points  # the raw frame's lips are where the head target's are
         full_lmd = compute_lmd(renders_full, targets_full, gt_pts_full, progress=progress)
         per["full"] = _protocol_metrics("full", renders_full, targets_full, None, lp, progress)
-        per["full"].update(lmd=full_lmd.values, face_found=full_lmd.render_found, gt_face_found=full_lmd.gt_found)
+        per["full"].update(lmd=full_lmd.values, lmd40=full_lmd.values40, face_found=full_lmd.render_found,
+                           gt_face_found=full_lmd.gt_found)
         lmd_results["full"] = full_lmd
 
     frames = []
@@ -230,8 +245,12 @@ def evaluate_cell(
             continue
         entry = {m: _stats(per[proto][m], m) for m in METRICS}
         res = lmd_results[proto]
-        entry["lmd"].update(n_missed=res.n_missed, n_missed_render=int((~res.render_found).sum()),
-                            n_missed_gt=int((~res.gt_found).sum()))
+        lmd_reason = res.unavailable_reason()
+        for m in LMD_METRICS:
+            entry[m].update(n_missed=res.n_missed, n_missed_render=res.n_missed_render,
+                            n_missed_gt=int((~res.gt_found).sum()), max_missed_fraction=MAX_MISSED_FRACTION)
+            if lmd_reason is not None:  # too many renders without a face: no mean over the rest
+                entry[m].update(mean=math.nan, std=math.nan, status=f"unavailable: {lmd_reason}")
         entry["mouth_sync"] = res.mouth_sync()
         if not lp.available:
             entry["lpips"]["status"] = f"unavailable: {lp.reason}"
@@ -243,7 +262,7 @@ def evaluate_cell(
     summary = {
         "protocols": protocols,
         "n_frames": int(n),
-        "n_missed_faces": head_lmd.n_missed,
+        "n_missed_faces": head_lmd.n_missed_render,
         "frame_size": [int(h), int(w)],
         "lpips": {"available": bool(lp.available), "reason": lp.reason},
         "metric_definitions": dict(METRIC_DEFINITIONS),
@@ -286,8 +305,9 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-JSON_NOTE = ("NaN (undefined: no face found, no face box, LPIPS weights unavailable) and inf (PSNR of identical "
-             "frames) are written as null here; metrics_frames.csv keeps per-frame values, with 'nan' and 'inf'")
+JSON_NOTE = ("NaN (undefined: no face found, no face box, LPIPS weights unavailable or unverified, LMD unavailable "
+             "because too many renders have no face) and inf (PSNR of identical frames) are written as null here; "
+             "metrics_frames.csv keeps per-frame values, with 'nan' and 'inf'")
 
 
 def write_cell_metrics(out_dir: str | Path, frames_df: pd.DataFrame, summary: dict, extra: dict | None = None) -> tuple[Path, Path]:

@@ -8,11 +8,14 @@ Conventions (DESIGN.md §3):
   :data:`PSNR_CAP_DB` = 100 dB are clipped to 100 dB, i.e. MSE floored at 1e-10) and report how many were capped.
   100 dB is above anything a real render reaches (a single uint8 step in one channel of one pixel is ~95 dB at 128²,
   ~107 dB at 512²), so the cap only acts on (near-)exact copies.
-* **SSIM** — ``skimage.metrics.structural_similarity(gt, pred, data_range=1, channel_axis=-1)`` with scikit-image's
-  defaults: 7×7 uniform window, ``gaussian_weights=False``, K1=0.01, K2=0.03, sample covariance; mean SSIM over
-  pixels and channels. None of the three original repositories ships an evaluation SSIM (GaussianTalker trains with an
-  11×11 Gaussian SSIM, σ=1.5; ER-NeRF/SyncTalk compute none), so the library default is used; ``gaussian_weights=True``
-  switches to the 11×11 Gaussian (σ 1.5) variant of Wang et al. for comparison.
+* **SSIM** — the standard definition (Wang et al. 2004) that NeRF papers compute:
+  ``skimage.metrics.structural_similarity(gt, pred, data_range=1, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False)``, i.e. an 11×11 Gaussian window with σ = 1.5 (scikit-image truncates the Gaussian at
+  3.5 σ: radius 5), population (biased) variances and covariance, K1 = 0.01, K2 = 0.03, data range 1; SSIM map
+  averaged over the pixels whose whole window lies inside the image (5-pixel border cropped) and over the three
+  RGB channels. Deviations: none in the formula; implementations that average the SSIM map over every pixel of a
+  padded image (e.g. GaussianTalker's training SSIM, zero padding) or measure on grey give slightly different
+  numbers. Until this was pinned, scikit-image's default (7×7 uniform window, sample covariance) was used.
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 PSNR_CAP_DB = 100.0  # per-frame PSNR is clipped to this value before averaging (identical frames give +inf)
+SSIM_SIGMA = 1.5  # Gaussian window σ; with scikit-image's truncate=3.5 the window is 11×11
+SSIM_WINDOW = 11  # side of the Gaussian window (2 · round(3.5 σ) + 1); images must be at least this large
+SSIM_K1, SSIM_K2 = 0.01, 0.03  # stabilising constants C1 = (K1·L)², C2 = (K2·L)², L = data range = 1
 
 
 def to_float01(images: np.ndarray) -> np.ndarray:
@@ -47,16 +53,18 @@ def psnr(pred: np.ndarray, gt: np.ndarray) -> float:
         return float(peak_signal_noise_ratio(to_float01(gt), to_float01(pred), data_range=1.0))
 
 
-def ssim(pred: np.ndarray, gt: np.ndarray, gaussian_weights: bool = False) -> float:
+def ssim(pred: np.ndarray, gt: np.ndarray) -> float:
     """Mean SSIM of one image pair ``[H, W, 3]`` (uint8 or float in [0, 1]); 1 when identical.
 
-    Default: scikit-image's 7×7 uniform window. ``gaussian_weights=True``: 11×11 Gaussian window, σ=1.5, population
-    covariance (Wang et al. 2004), as in ``skimage``'s documented "match the paper" setting.
+    The standard definition (module docstring): 11×11 Gaussian window, σ 1.5, population covariance, K1 0.01,
+    K2 0.03, data range 1.
     """
     _check_pair(pred, gt, batched=False)
-    assert min(pred.shape[:2]) >= (11 if gaussian_weights else 7), f"image {pred.shape[:2]} smaller than the SSIM window"
-    kwargs = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False) if gaussian_weights else {}
-    return float(structural_similarity(to_float01(gt), to_float01(pred), data_range=1.0, channel_axis=-1, **kwargs))
+    assert min(pred.shape[:2]) >= SSIM_WINDOW, \
+        f"image {pred.shape[:2]} smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window"
+    return float(structural_similarity(to_float01(gt), to_float01(pred), data_range=1.0, channel_axis=-1,
+                                       gaussian_weights=True, sigma=SSIM_SIGMA, use_sample_covariance=False,
+                                       K1=SSIM_K1, K2=SSIM_K2))
 
 
 def psnr_batch(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -65,10 +73,10 @@ def psnr_batch(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.array([psnr(p, g) for p, g in zip(pred, gt)], dtype=np.float64)
 
 
-def ssim_batch(pred: np.ndarray, gt: np.ndarray, gaussian_weights: bool = False) -> np.ndarray:
+def ssim_batch(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Per-frame SSIM: ``[N, H, W, 3] x2 -> [N]`` float64."""
     _check_pair(pred, gt, batched=True)
-    return np.array([ssim(p, g, gaussian_weights) for p, g in zip(pred, gt)], dtype=np.float64)
+    return np.array([ssim(p, g) for p, g in zip(pred, gt)], dtype=np.float64)
 
 
 def cap_psnr(values: np.ndarray) -> tuple[np.ndarray, int]:

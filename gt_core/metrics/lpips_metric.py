@@ -9,8 +9,13 @@
 * the trunk weights are then read from the hub-cache file ``torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth``
   by this module and copied into ``model.net`` (torchvision ``features.{i}`` -> lpips ``slice{k}.{i}``, see
   :data:`FEATURE_TO_SLICE`);
-* when the file is missing or unreadable the metric is *unavailable*: :func:`lpips_status` says why, and
-  :class:`LpipsMetric` returns NaN for every frame with that reason — never a number from a random trunk.
+* before use the file's sha256 is checked against :data:`ALEXNET` (its first 8 hex digits,
+  :data:`ALEXNET_SHA256_PREFIX`, torchvision's file-name convention): a file with the right key names but other
+  weights (a fine-tuned or random AlexNet, a truncated download) would give plausible-looking numbers on another
+  scale, so it is refused;
+* when the file is missing, has the wrong digest or is unreadable the metric is *unavailable*: :func:`lpips_status`
+  says why ("... checksum ..." for a wrong file), and :class:`LpipsMetric` returns NaN for every frame with that
+  reason — never a number from an unverified trunk.
 
 The file is fetched only by the explicit ``snakemake download_weights`` rule, from :data:`ALEXNET_URL`, and checked
 with :func:`verify_alexnet_weights` (torchvision's convention: the file-name suffix is the first 8 hex digits of
@@ -27,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gt_core.io.download import ModelFile, matches
+from gt_core.io.download import ModelFile, file_digest, matches
 
 ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILENAME}"
@@ -50,12 +55,26 @@ def verify_alexnet_weights(path: str | Path | None = None) -> bool:
     return matches(path if path is not None else alexnet_weights_path(), ALEXNET)
 
 
-def lpips_status() -> tuple[bool, str]:
-    """(available, reason): LPIPS can run iff the AlexNet trunk file is in the hub cache. Reads nothing else."""
-    path = alexnet_weights_path()
+def check_alexnet_file(path: str | Path) -> tuple[bool, str]:
+    """(usable, reason) for an AlexNet trunk file: it must exist and its digest must match :data:`ALEXNET`.
+
+    The reason of a wrong file names the file, both digests and the fix, e.g. ``"checksum mismatch: sha256 of
+    <path> starts with 0123abcd, expected 7be5be79; delete it and run `snakemake download_weights`"``.
+    """
+    path = Path(path)
     if not path.is_file():
-        return False, (f"AlexNet backbone weights not found at {path}; run `snakemake download_weights` when online")
-    return True, f"AlexNet backbone weights at {path}"
+        return False, f"AlexNet backbone weights not found at {path}; run `snakemake download_weights` when online"
+    expected = ALEXNET  # read at call time (tests substitute the expected digest)
+    actual = file_digest(path, expected.algo)
+    if not actual.startswith(expected.digest):
+        return False, (f"checksum mismatch: {expected.algo} of {path} starts with {actual[:len(expected.digest)]}, "
+                       f"expected {expected.digest}; delete it and run `snakemake download_weights`")
+    return True, f"AlexNet backbone weights at {path} ({expected.algo} {actual[:len(expected.digest)]}, verified)"
+
+
+def lpips_status() -> tuple[bool, str]:
+    """(available, reason): LPIPS can run iff the hub-cache AlexNet file exists and its checksum matches."""
+    return check_alexnet_file(alexnet_weights_path())
 
 
 def trunk_state_dict(alexnet_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -86,15 +105,13 @@ class LpipsMetric:
         assert self.batch_size >= 1
         self.weights_path = Path(weights_path) if weights_path is not None else alexnet_weights_path()
         self.model: torch.nn.Module | None = None
-        if not self.weights_path.is_file():
-            self.available = False
-            self.reason = (f"AlexNet backbone weights not found at {self.weights_path}; "
-                           f"run `snakemake download_weights` when online")
+        ok, reason = check_alexnet_file(self.weights_path)
+        if not ok:
+            self.available, self.reason = False, reason
             return
         try:
             self.model = self._build()
-            self.available = True
-            self.reason = f"AlexNet backbone weights at {self.weights_path}"
+            self.available, self.reason = True, reason
         except Exception as exc:  # unreadable / wrong file: report, never fall back to a random trunk
             self.model = None
             self.available = False

@@ -25,7 +25,10 @@ Every evaluated cell (subject, training duration D, method) writes
 * the protocol's own ``status`` (e.g. ``"not applicable: method renders only the head"``) when the whole protocol
   does not apply to the method.
 
-Keys of a protocol block that are not metric objects (e.g. the face protocol's ``crop`` description) are skipped.
+Keys of a protocol block that are not metric objects (e.g. the face protocol's ``crop`` description) are skipped;
+metric objects beyond the four Table-1 metrics (``lmd40``) become rows of the long table only. ``n_missed_faces`` is
+the protocol's own count of renders without a face (``protocols.<p>.lmd.n_missed_render``) where the record has it
+(the ``full`` protocol has its own renders), else the record's top-level ``n_missed_faces``.
 ``wall_time_s`` is the provenance's ``train_wall_time_s`` (as the evaluate stage writes it) or ``wall_time_s``.
 The provenance columns repeat the cell's ``provenance`` block on each of its rows so that the sidecar writer
 (:func:`gt_core.report.table1.write_provenance_sidecar`) can list every config hash and code version that went
@@ -193,6 +196,10 @@ def record_rows(record: dict[str, Any], path: Path) -> list[dict[str, Any]]:
         # metric entries are the objects with a "mean" (plus the Table-1 metrics, which must be objects); other
         # keys (e.g. the face protocol's "crop" description) are descriptive and skipped
         metric_keys = [k for k, v in block.items() if k in METRICS or (isinstance(v, dict) and "mean" in v)]
+        lmd_entry = block.get("lmd")
+        missed = base["n_missed_faces"]
+        if isinstance(lmd_entry, dict) and "n_missed_render" in lmd_entry:
+            missed = _number(lmd_entry["n_missed_render"], path, f"protocols.{protocol}.lmd.n_missed_render")
         if not metric_keys:  # the whole protocol does not apply (or was not run): one row per Table-1 metric
             status = str(block.get("status") or "unavailable: protocol not computed")
             for metric in METRICS:
@@ -210,7 +217,7 @@ def record_rows(record: dict[str, Any], path: Path) -> list[dict[str, Any]]:
             n = _number(entry.get("n"), path, f"{where}.n")
             status = "ok" if math.isfinite(mean) else f"unavailable: {_unavailable_reason(metric, entry, record)}"
             rows.append({**base, "protocol": protocol, "metric": metric, "mean": mean, "std": std, "n": n,
-                         "status": status})
+                         "status": status, "n_missed_faces": missed})
     return rows
 
 

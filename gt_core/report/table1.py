@@ -7,7 +7,9 @@ In memory (:func:`table1_wide`) the table is a DataFrame::
             methods in registry order (:data:`gt_core.report.collect.METHOD_ORDER`), durations in config order
     values  mean over subjects of each subject's cell mean; NaN when the metric is unavailable / not applicable for
             any subject of that cell, or when a subject lacks the cell — never a partial average
-    attrs   "protocol", "subjects", "statistic", "reasons" {(metric label, method, duration label): why NaN}
+    attrs   "protocol", "subjects", "statistic", "reasons" {(metric label, method, duration label): why NaN},
+            "missed_faces" {(method, duration label): (renders without a face, test frames), summed over subjects,
+            or None when a subject does not report them}
 
 CSV layout (:func:`write_table1_csv`, matches the seed study's table)::
 
@@ -22,7 +24,9 @@ SSIM, lower for LPIPS and LMD); then one column per method × duration named ``{
 ``-``, never ``_``, so the split is unambiguous); values at full precision. :func:`read_table1_csv` reads it back.
 
 The long CSV (:func:`write_table1_long_csv`) has one row per (subject, duration_s, method, protocol, metric) with
-mean, std, n (frames measured), n_frames, n_missed_faces and status. Markdown and LaTeX show the arrows, format
+mean, std, n (frames measured), n_frames, n_missed_faces and status (also ``lmd40``, which is not a Table 1 row).
+The markdown adds a row "Missed faces" (renders without a detected face / test frames, summed over subjects; a
+cell's LMD is n/a when more than 10% are missed). Markdown and LaTeX show the arrows, format
 PSNR with 2 decimals, SSIM 3, LPIPS 4, LMD 2, print "n/a" for missing values with a footnote giving the reason, and
 set the best value of each metric within each duration in bold. ``synctalk-portrait`` copies ground truth into its
 prediction (DESIGN.md §3), so it is shown for reference (marked †) but not ranked.
@@ -39,6 +43,7 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from gt_core.metrics.lmd import MAX_MISSED_FRACTION
 from gt_core.report.collect import (
     HIGHER_IS_BETTER,
     METRIC_LABELS,
@@ -57,6 +62,9 @@ NOT_RANKED_NOTE = ("† pastes the ground-truth frame outside a blurred face mas
 LONG_CSV_COLUMNS: tuple[str, ...] = (
     "subject", "duration_s", "method", "protocol", "metric", "mean", "std", "n", "n_frames", "n_missed_faces", "status",
 )
+MISSED_FACES_NOTE = ("Missed faces: test frames whose render has no detected face / test frames, summed over "
+                     "subjects (n_missed_faces); such frames have no LMD, and a cell with more than "
+                     f"{MAX_MISSED_FRACTION:.0%} missed reports LMD as n/a.")
 DEFAULT_CAPTION = ("Few-shot self-driven reconstruction on the held-out test segment, by training-clip length "
                    "(mean over subjects).")
 _LABEL_TO_METRIC = {label: key for key, label in METRIC_LABELS.items()}
@@ -119,8 +127,27 @@ def table1_wide(
         index=pd.Index([metric_label(m) for m in METRICS], name="metric"),
         columns=pd.MultiIndex.from_tuples(columns, names=["method", "duration"]),
     )
-    wide.attrs.update(protocol=protocol, subjects=subjects, statistic=statistic, reasons=reasons)
+    wide.attrs.update(protocol=protocol, subjects=subjects, statistic=statistic, reasons=reasons,
+                      missed_faces=_missed_faces(sub, columns, subjects))
     return wide
+
+
+def _missed_faces(sub: pd.DataFrame, columns: list[tuple[str, str]], subjects: list[str]
+                  ) -> dict[tuple[str, str], tuple[int, int] | None]:
+    """(method, duration label) -> (renders without a face, test frames) summed over subjects, from the LMD rows."""
+    lmd = sub[sub["metric"] == "lmd"]
+    by_cell = {(m, duration_label(d)): g for (m, d), g in lmd.groupby(["method", "duration_s"], sort=False)}
+    out: dict[tuple[str, str], tuple[int, int] | None] = {}
+    for key in columns:
+        rows = by_cell.get(key)
+        if rows is None or sorted(rows["subject"]) != subjects:
+            out[key] = None
+            continue
+        missed = pd.to_numeric(rows["n_missed_faces"], errors="coerce").astype("float64")
+        frames = pd.to_numeric(rows["n_frames"], errors="coerce").astype("float64")
+        ok = missed.notna().all() and frames.notna().all()
+        out[key] = (int(missed.sum()), int(frames.sum())) if ok else None
+    return out
 
 
 def best_cells(wide: pd.DataFrame, exclude: Iterable[str] = NOT_RANKED) -> set[tuple[str, str, str]]:
@@ -245,7 +272,13 @@ def table1_markdown(
                 text += f" ± {format_value(metric, float(std.loc[label, (method, dur)]))}"
             cells.append(f"**{text}**" if (label, method, dur) in best else text)
         lines.append("| " + " | ".join(cells) + " |")
+    missed = wide.attrs.get("missed_faces")
+    if missed:  # not a metric: no arrow, never bold; absent for a table read back from csv
+        cells = [f"{m[0]}/{m[1]}" if (m := missed.get(col)) is not None else "n/a" for col in wide.columns]
+        lines.append("| Missed faces | " + " | ".join(cells) + " |")
     lines += ["", _subjects_note(wide) + " **Bold**: best per training duration (↑ higher / ↓ lower is better)."]
+    if missed:
+        lines.append(MISSED_FACES_NOTE)
     if any(m in exclude for m in wide.columns.get_level_values("method")):
         lines.append(NOT_RANKED_NOTE)
     notes = unavailable_notes(wide)

@@ -6,6 +6,7 @@ rule evaluate:
         cell="results/{subject}/{duration}/cell/cell.json",
         renders="results/{subject}/{duration}/{method}/renders.npz",
         train="results/{subject}/{duration}/{method}/train.json",
+        lpips_weights=lpips_weights,
     output:
         metrics="results/{subject}/{duration}/{method}/metrics.json",
         frames="results/{subject}/{duration}/{method}/metrics_frames.csv",
