@@ -66,7 +66,7 @@ def time_steps(model, opt, dens, data, loss_fn, tc, stage, steps, batch, device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        T.train_step(model, opt, dens, data, loss_fn, tc, stage, it, float(model.scene_extent), batch)
+        T.train_step(model, opt, dens, data, loss_fn, tc, stage, it, T.LrScales.of(model, tc), batch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if it > 3:

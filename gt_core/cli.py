@@ -180,14 +180,17 @@ def _evaluate(args):
 
 
 @command("download-weights", "fetch a model file, checksum-verified (the only command that downloads; needs network)",
-         arg("--model", choices=["alexnet", "deepspeech"], default="alexnet",
-             help="alexnet: the LPIPS backbone; deepspeech: the DeepSpeech 0.1.0 graph"),
+         arg("--model", choices=["alexnet", "vgg16", "deepspeech"], default="alexnet",
+             help="alexnet: the LPIPS backbone; vgg16: GaussianTalker's perceptual-loss backbone; "
+                  "deepspeech: the DeepSpeech 0.1.0 graph"),
          arg("--out", default=None, help="default: where the pipeline reads it (torch hub / $TENSORFLOW_HOME/models)"))
 def _download_weights(args):
     from gt_core.io.download import download_model
 
     if args.model == "alexnet":
         from gt_core.metrics.lpips_metric import ALEXNET as model, alexnet_weights_path as default_path
+    elif args.model == "vgg16":
+        from gt_core.methods.losses import VGG16 as model, vgg16_weights_path as default_path
     else:
         from gt_core.preprocess.deepspeech import DEEPSPEECH as model, deepspeech_graph_path as default_path
     download_model(model, args.out or default_path())

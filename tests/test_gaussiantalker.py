@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gt_core.data.cell import LABEL_HEAD, LABEL_TORSO, CellData, FrameSet
-from gt_core.errors import TrainingDiverged
+from gt_core.errors import InputError, TrainingDiverged
 from gt_core.methods.gaussiantalker import train as T
 from gt_core.methods.gaussiantalker.audio import AudioAttNet, AudioEncoder, AudioNet
 from gt_core.methods.gaussiantalker.method import GaussianTalkerMethod
@@ -150,7 +150,10 @@ def test_sinusoidal_eye_encoding():
     assert enc.shape == (2, 32)
     assert torch.allclose(enc[0, 0::2], torch.zeros(16)) and torch.allclose(enc[0, 1::2], torch.ones(16))
     assert math.isclose(float(enc[1, 0]), math.sin(0.7), rel_tol=1e-6)
-    assert math.isclose(float(enc[1, 3]), math.cos(0.7 / 10000 ** (2 / 32)), rel_tol=1e-6)
+    # the released eye_encoding multiplies the value by 10000^(2⌊i/2⌋/32) (named div_term, but a factor)
+    assert math.isclose(float(enc[1, 3]), math.cos(0.7 * 10000 ** (2 / 32)), rel_tol=1e-5)
+    assert math.isclose(float(enc[1, 30]), math.sin(0.7 * 10000 ** (30 / 32)), abs_tol=2e-3)
+    assert math.isclose(float(enc[1, 31]), math.cos(0.7 * 10000 ** (30 / 32)), abs_tol=2e-3)
 
 
 def test_attention_and_offset_shapes():
@@ -249,11 +252,93 @@ def test_densify_and_prune_keep_optimizer_in_sync():
                if g["name"] in T.POINT_GROUPS)
 
 
+def test_network_init_and_biases_follow_the_released_code():
+    """q/k/v/o and FFN with biases and a dropout inside the FFN; Xavier-uniform (gain 1) Linear weights; heads' last
+    layers Xavier gain 0.1 with zero bias; the null token randn (std 1)."""
+    torch.manual_seed(0)
+    model = GaussianTalkerModel(torch.rand(30, 3) * 0.1, None, 29, torch.tensor([[0.0] * 3, [0.1] * 3]),
+                                ModelConfig(), 0.1)
+    layer = model.attention.layers[0]
+    for lin in (layer.w_q, layer.w_k, layer.w_v, layer.w_o, layer.ffn[0], layer.ffn[-1]):
+        assert lin.bias is not None
+    assert any(isinstance(m, torch.nn.Dropout) for m in layer.ffn)
+    # Xavier-uniform gain 1: |w| <= sqrt(6 / (fan_in + fan_out)), and the bound is nearly reached
+    for lin in (layer.w_q, model.fcan.trunk[0], model.offsets.heads["xyz"][1], model.conditions.cam_mlp[0],
+                model.conditions.audio.net.fc[0]):
+        bound = math.sqrt(6.0 / (lin.in_features + lin.out_features))
+        assert float(lin.weight.abs().max()) <= bound + 1e-6 and float(lin.weight.abs().max()) > 0.9 * bound
+    for heads in (model.fcan.heads, model.offsets.heads):
+        for h in heads.values():
+            last = h[-1]
+            bound = 0.1 * math.sqrt(6.0 / (last.in_features + last.out_features))
+            assert float(last.weight.abs().max()) <= bound + 1e-7 and torch.count_nonzero(last.bias) == 0
+    assert 0.6 < float(model.conditions.null.std()) < 1.5  # randn, not a small init
+
+
+def test_densification_is_gated_by_the_cap_and_then_the_screen_radius_prunes():
+    """Below the cap, densifying resets the screen radii just before pruning (the original's order), so only the
+    opacity test prunes; at the cap densification stops and the accumulated radii prune big splats."""
+    torch.manual_seed(0)
+    cfg = T.TrainConfig(densify_from=0, densify_until=1000, densify_interval=10, prune_from=0, prune_interval=10,
+                        prune_big_from=0, densify_grad_threshold=1e-3, max_gaussians=12, min_opacity=0.005,
+                        max_screen_radius_px512=20.0)
+    model = GaussianTalkerModel(torch.rand(10, 3) * 0.1, None, 32, torch.tensor([[0.0] * 3, [0.1] * 3]),
+                                ModelConfig(), 1.0)
+    model.bake()
+    opt = T.build_optimizer(model, cfg)
+    dens = T.Densifier(10, CPU)
+    dens.max_radii[:2] = 100.0  # two huge splats on screen (> 20 px at 512)
+    dens.grad_accum[:] = 1.0
+    dens.denom[:] = 1
+    T.densify_prune(model, opt, dens, cfg, 10, 512)  # 10 < 12: densify (all 10 have a big gradient) then prune
+    assert model.n_points == 20  # cloned/split, radii reset: the screen prune saw zeros
+    dens.max_radii[:3] = 100.0
+    T.densify_prune(model, opt, dens, cfg, 20, 512)  # 20 >= 12: no densification, the screen radius prunes
+    assert model.n_points == 17
+
+
+def test_camera_extent_is_the_originals_radius():
+    c2w = np.tile(np.eye(4), (3, 1, 1))
+    c2w[:, :3, 3] = [[0.0, 0, 0.7], [0.06, 0, 0.7], [0.0, 0.03, 0.7]]
+    centres = c2w[:, :3, 3]
+    expect = 1.1 * np.linalg.norm(centres - centres.mean(0), axis=1).max()
+    assert math.isclose(T.camera_extent(c2w), expect, rel_tol=1e-12)
+
+
+def test_audio_is_fed_raw_for_deepspeech_and_standardised_otherwise():
+    tc = T.TrainConfig()
+    assert not T.standardises_audio(tc, "deepspeech") and T.standardises_audio(tc, "mel")
+    assert not T.standardises_audio(T.TrainConfig(audio_normalisation="none"), "mel")
+    with pytest.raises(InputError, match="audio_normalisation"):
+        T.standardises_audio(T.TrainConfig(audio_normalisation="zscore"), "mel")
+
+
+def test_lip_box_is_the_originals_square():
+    """Side max(w, h) of the outer lip contour around its centre (the original's lips_rect), not 1.6 × the width."""
+    cell = synthetic_cell(n_train=2, n_test=1)
+    boxes = cell.train.mouth_boxes
+    from gt_core.preprocess.landmarks import LIPS_OUTER
+
+    lips = cell.train.landmarks[:, LIPS_OUTER, :2]
+    side = (lips.max(1) - lips.min(1)).max(1)
+    assert np.allclose(boxes[:, 2] - boxes[:, 0], side, atol=1e-4)
+    assert np.allclose(boxes[:, 3] - boxes[:, 1], side, atol=1e-4)
+
+
+def test_vgg_weights_are_checked_by_digest(tmp_path):
+    fake = tmp_path / "vgg16-397923af.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, fake)
+    vgg, status = load_vgg16_perceptual(CPU, fake)
+    assert vgg is None and "checksum" in status and "download_vgg16" in status
+    vgg, status = load_vgg16_perceptual(CPU, tmp_path / "missing.pth")
+    assert vgg is None and "unavailable" in status
+
+
 # -------------------------------------------------------------------------------------------------- training
 def test_registry_and_presets():
     method = get_method("gaussiantalker")
     assert isinstance(method, GaussianTalkerMethod) and not method.supports_full
-    assert set(method.presets) == {"tiny", "demo", "paper"}
+    assert set(method.presets) == {"tiny", "small", "demo", "paper"}
     paper = method.presets["paper"]
     assert (paper["iterations_canonical"], paper["iterations_deform"], paper["batch_deform"]) == (7999, 10000, 32)
     assert (paper["densify_from"], paper["densify_until"], paper["densify_interval"]) == (1000, 7000, 100)

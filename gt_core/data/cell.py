@@ -54,12 +54,13 @@ class FrameSet:
 
     @property
     def mouth_boxes(self) -> np.ndarray:
-        """``[N, 4]`` square box around the lips (side = 1.6 × lip width), pixels: the lip-loss crop."""
-        from gt_core.preprocess.landmarks import LIPS
+        """``[N, 4]`` the lip-loss crop, pixels: the original's ``lips_rect`` — a square of side max(w, h) of the
+        outer lip contour (iBUG 48–59; here the mediapipe outer-lip ring) around its bounding-box centre."""
+        from gt_core.preprocess.landmarks import LIPS_OUTER
 
-        lips = self.landmarks[:, LIPS, :2]
+        lips = self.landmarks[:, LIPS_OUTER, :2]
         centre = 0.5 * (lips.min(axis=1) + lips.max(axis=1))
-        half = 0.8 * (lips.max(axis=1) - lips.min(axis=1)).max(axis=1, keepdims=True)
+        half = 0.5 * (lips.max(axis=1) - lips.min(axis=1)).max(axis=1, keepdims=True)
         return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
 
     def audio_context(self, k: int = 8) -> np.ndarray:

@@ -72,21 +72,41 @@ class Method:
     def train(self, cell: "CellData", cfg: dict[str, Any], out_dir: Path, device: "torch.device") -> Path:
         raise NotImplementedError
 
+    def weight_files(self) -> list[Path]:
+        """Pretrained files training reads when they are present (never downloads them; a download rule does).
+        The train rule lists the present ones as inputs, so fetching one later re-trains. Default: none."""
+        return []
+
+    def train_info(self, checkpoint: Path) -> dict[str, Any]:
+        """Facts of a finished training run that a reader of ``train.json`` must see (e.g. which loss terms were
+        active and why); recorded in ``train.json`` and its provenance. Default: none."""
+        return {}
+
     def render(self, checkpoint: Path, cell: "CellData", device: "torch.device") -> Renders:
         raise NotImplementedError
 
     @classmethod
     def resolve_config(cls, preset: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The preset's hyper-parameters with ``overrides`` applied; unknown keys are a one-line error."""
+        import difflib
+
         if preset not in cls.presets:
             raise InputError(f"preset: {preset}", f"method {cls.name} has no such preset",
                              f"use one of {sorted(cls.presets)}")
         cfg = dict(cls.presets[preset])
-        for key, value in (overrides or {}).items():
-            if key not in cfg:
-                raise InputError(f"method_params.{cls.name}.{key}", "unknown hyper-parameter",
-                                 f"use one of {sorted(cfg)}")
-            cfg[key] = value
+        if not isinstance(overrides or {}, dict):
+            raise InputError(f"method_params.{cls.name}", f"must be a mapping of hyper-parameters, got {overrides!r}",
+                             f"write e.g. `method_params: {{{cls.name}: {{{sorted(cfg)[0]}: ...}}}}`")
+        unknown = [key for key in (overrides or {}) if key not in cfg]
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, list(cfg), n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise InputError(f"method_params.{cls.name}.{key}",
+                             f"unknown hyper-parameter of {cls.name}" + (f" (also unknown: {unknown[1:]})"
+                                                                         if unknown[1:] else ""),
+                             f"{hint}valid ones: {', '.join(sorted(cfg))}")
+        cfg.update(overrides or {})
         return cfg
 
 

@@ -7,8 +7,10 @@
 * :func:`lip_l1` — L1 inside each frame's lip box (the original's ``lip_rect`` loss).
 * :class:`VGGPerceptual` — L1 between VGG16 relu1_2/relu2_2/relu3_3/relu4_3 features at 224² (GaussianTalker's
   0.01-weighted perceptual term). Built by :func:`load_vgg16_perceptual` **only** when the torchvision VGG16
-  ImageNet weights are already in the torch hub cache; nothing is ever downloaded. Otherwise it returns ``None``
-  and a one-line reason that callers record ("vgg: unavailable (reason)").
+  ImageNet weights are already in the torch hub cache *and* their sha256 matches :data:`VGG16` (torchvision's
+  file-name convention: the suffix is the first 8 hex digits); nothing is ever downloaded here (the explicit
+  ``snakemake download_vgg16`` rule fetches it). Otherwise it returns ``None`` and a one-line reason that callers
+  record ("vgg: unavailable (reason)").
 """
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-VGG16_FILE = "vgg16-397923af.pth"  # torchvision's VGG16_Weights.IMAGENET1K_V1
+from gt_core.io.download import ModelFile, matches
+
+VGG16_FILE = "vgg16-397923af.pth"  # torchvision's VGG16_Weights.IMAGENET1K_V1 (528 MB)
+VGG16 = ModelFile(VGG16_FILE, f"https://download.pytorch.org/models/{VGG16_FILE}", "sha256", "397923af")
 VGG_LAYERS = (3, 8, 15, 22)  # indices of relu1_2, relu2_2, relu3_3, relu4_3 in vgg16().features
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,11 +115,16 @@ def vgg16_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
 
 
-def load_vgg16_perceptual(device: torch.device) -> tuple[VGGPerceptual | None, str]:
-    """The perceptual loss if VGG16 weights are cached locally, else ``(None, reason)``. Never downloads."""
-    path = vgg16_weights_path()
+def load_vgg16_perceptual(device: torch.device, path: str | Path | None = None) -> tuple[VGGPerceptual | None, str]:
+    """The perceptual loss if the VGG16 weights are cached locally and verified, else ``(None, reason)``.
+    Never downloads. ``path`` defaults to :func:`vgg16_weights_path`."""
+    path = Path(path) if path is not None else vgg16_weights_path()
     if not path.exists():
-        return None, f"vgg: unavailable (no {VGG16_FILE} in {path.parent}; weights are never downloaded)"
+        return None, (f"vgg: unavailable (no {VGG16_FILE} in {path.parent}; run `snakemake download_vgg16` when "
+                      f"online)")
+    if not matches(path, VGG16):
+        return None, (f"vgg: unavailable (checksum: the sha256 of {path} does not start with {VGG16.digest}; delete "
+                      f"it and run `snakemake download_vgg16`)")
     try:
         from torchvision.models import vgg16
 

@@ -39,6 +39,7 @@ class RetrievalMethod(Method):
     name = "retrieval"
     presets = {
         "tiny": {"feather_px": 1.0},
+        "small": {"feather_px": 1.0},
         "demo": {"feather_px": 1.5},
         "paper": {"feather_px": 3.0},
     }

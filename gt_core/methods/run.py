@@ -28,14 +28,26 @@ RESUME_FILES = ("ckpt_latest.pt", "ckpt_latest.npz")
 
 
 def resolve_device(name: str = "auto"):
-    """``auto`` → CUDA when present, else CPU; asking for ``cuda`` without one is a one-line error."""
+    """``auto`` → CUDA when present, else CPU; asking for ``cuda`` (or ``cuda:N``) without one, or for a device
+    that does not exist, is a one-line error (before anything is read or written), not a torch traceback."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device: cuda", "no CUDA device is visible", "set `device: auto` or `cpu` in the config")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device: {name}", "not a device name", "use `device: auto`, `cpu` or `cuda`") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device: {name}", "no CUDA device is visible to this job (torch.cuda.is_available() "
+                             "is False)", "set `device: auto` or `cpu` in the config, or run the job on a GPU node")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"device: {name}", f"only {torch.cuda.device_count()} CUDA device(s) visible",
+                             "use `device: cuda` (the first visible GPU) or `auto`")
+    elif device.type != "cpu":
+        raise InputError(f"device: {name}", "unsupported device type", "use `device: auto`, `cpu` or `cuda`")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -94,10 +106,11 @@ def train_stage(cell_dir: str | Path, method_name: str, preset: str, overrides: 
     start = time.perf_counter()
     checkpoint = method.train(cell, {**cfg, "seed": seed}, out_dir, device)
     wall = time.perf_counter() - start
+    info = method.train_info(Path(checkpoint))
     record = {
         "method": method_name, "checkpoint": Path(checkpoint).name, "hyperparameters": cfg,
-        "train_frames": int(len(cell.train)), "train_wall_time_s": wall,
-        "provenance": provenance(device, seed, preset, config_hash),
+        "train_frames": int(len(cell.train)), "train_wall_time_s": wall, "train_info": info,
+        "provenance": {**provenance(device, seed, preset, config_hash), "train_info": info},
     }
     save_json(out_dir / "train.json", record)
     log.info("trained %s on %s in %.1f s", method_name, cell_dir, wall)
@@ -106,10 +119,10 @@ def train_stage(cell_dir: str | Path, method_name: str, preset: str, overrides: 
 
 def render_stage(cell_dir: str | Path, train_json: str | Path, out_npz: str | Path,
                  device_name: str = "auto", seed: int = 0) -> Renders:
+    device = resolve_device(device_name)  # a bad device is refused before anything is read
     train_json = Path(train_json)
     record = json.loads(train_json.read_text())
     method = get_method(record["method"])
-    device = resolve_device(device_name)
     seed_everything(seed)
     cell = load_cell(cell_dir)
     renders = method.render(train_json.parent / record["checkpoint"], cell, device)

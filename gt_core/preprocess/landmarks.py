@@ -25,6 +25,9 @@ def _indices(connections) -> np.ndarray:
 LIPS = np.array(
     [0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267, 269, 270, 291,
      308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415], dtype=np.int64)  # 40 lip points
+LIPS_OUTER = np.array(
+    [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146],
+    dtype=np.int64)  # the outer lip contour (mediapipe FACEMESH_LIPS), corner 61 over the upper lip and back: iBUG 48–59's
 LIPS_INNER_UPPER, LIPS_INNER_LOWER = 13, 14  # mid points of the inner lip contour
 MOUTH_LEFT, MOUTH_RIGHT = 61, 291  # lip corners
 LEFT_EYE_LIDS = (386, 374)  # (upper, lower) lid mid points of the subject's left eye

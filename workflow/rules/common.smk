@@ -11,7 +11,8 @@ from gt_core.metrics.lpips_metric import alexnet_weights_path
 from gt_core.preprocess.audio_features import AUDIO_FEATURES
 from gt_core.preprocess.deepspeech import deepspeech_graph_path
 from gt_core.config import SplitSpec, config_hash, duration_label, validate_config
-from gt_core.methods.registry import method_gpus as registry_method_gpus
+from gt_core.methods.losses import vgg16_weights_path
+from gt_core.methods.registry import get_method, method_gpus as registry_method_gpus, validate_method_params
 
 # A --configfile that names its own subjects replaces the demo subject instead of being merged with it.
 for _path in reversed(getattr(workflow, "overwrite_configfiles", None) or []):
@@ -21,6 +22,7 @@ for _path in reversed(getattr(workflow, "overwrite_configfiles", None) or []):
         break
 
 validate_config(config, source="config")
+validate_method_params(config)
 
 envvars:
     "PATH",
@@ -37,7 +39,7 @@ CONFIG_HASH = config_hash(config)
 wildcard_constraints:
     subject="|".join(re.escape(s) for s in SUBJECTS),
     duration="|".join(re.escape(d) for d in DURATIONS),
-    feature="mel|wakeword|deepspeech|hubert",
+    feature="mel|wakeword|deepspeech",
     method="|".join(re.escape(m) for m in config["methods"]),
 
 
@@ -63,12 +65,24 @@ def audio_threads(wildcards):
     return MODEL_THREADS if AUDIO_FEATURES[wildcards.feature].model else 1
 
 
+def method_weight_files(wildcards):
+    """The pretrained files the method's training reads that are present (fetching one later re-trains the cell)."""
+    return [str(p) for p in get_method(wildcards.method).weight_files() if p.exists()]
+
+
+def lpips_weights(wildcards):
+    """The LPIPS AlexNet trunk when it is on disk: an input of `evaluate`, so fetching it later (`download_weights`)
+    re-runs evaluation; without it evaluation still runs and reports LPIPS as unavailable with the reason."""
+    return [ALEXNET_WEIGHTS] if Path(ALEXNET_WEIGHTS).is_file() else []
+
+
 def duration_seconds(wildcards):
     return float(wildcards.duration.rstrip("s"))
 
 
 DEMO_VIDEO = "resources/videos/demo.mp4"
 ALEXNET_WEIGHTS = str(alexnet_weights_path())  # LPIPS backbone, in the torch hub cache (rule download_weights)
+VGG16_WEIGHTS = str(vgg16_weights_path())  # GaussianTalker's perceptual loss, torch hub cache (rule download_vgg16)
 DEEPSPEECH_GRAPH = str(deepspeech_graph_path())  # DeepSpeech 0.1.0, $TENSORFLOW_HOME/models (rule download_deepspeech)
 
 

@@ -4,6 +4,7 @@
 rule train:
     input:
         cell="results/{subject}/{duration}/cell/cell.json",
+        weights=method_weight_files,
     output:
         "results/{subject}/{duration}/{method}/train.json",
     params:

@@ -14,6 +14,19 @@ rule download_weights:
         "gt-core download-weights --model alexnet --out {output} > {log} 2>&1"
 
 
+rule download_vgg16:
+    output:
+        VGG16_WEIGHTS,
+    localrule: True
+    retries: 2
+    log:
+        "logs/download_vgg16.log",
+    conda:
+        "../../envs/environment.yaml"
+    shell:
+        "gt-core download-weights --model vgg16 --out {output} > {log} 2>&1"
+
+
 rule download_deepspeech:
     output:
         DEEPSPEECH_GRAPH,

@@ -21,15 +21,25 @@ Presets (every schedule number scaled by the preset's iteration counts, see :fun
   points, cap 50k, tri-plane 64 × [1, 2] × 32 channels, 1 attention layer, opacity + SH from the tri-plane; meant
   for 512 px cells on CUDA (with gsplat or diff-gaussian-rasterization as the rasterizer backend).
 * ``demo`` — the same architecture at 128 px on 2 CPU cores in a few minutes: 400 + 1,400 its, batch 1 / 1,
-  3,000 initial points, cap 6,000. The network and tri-plane LRs are × 5 (``network_lr_scale``): with ≈ 1/200 of
-  the original's deformation-stage frame samples (1,400 vs 320,000) the original LRs leave the audio path
-  untrained (test renders driven by a fixed audio window were as good as by the real audio); × 5 makes the audio
-  matter (mouth-box L1 0.0208 with real vs 0.0236 with fixed audio on the demo subject). Deformation batches are
-  single frames: at the same CPU time, 1,400 steps of 1 frame fit the mouth better than 700 steps of 2 (demo 20 s
-  cell: rendered mouth-opening amplitude 0.068 vs 0.060 against the ground truth's 0.086, LMD 1.76 vs 2.02, PSNR
-  33.2 vs 33.2); the canonical stage's last 100 its (loss 0.0228 → 0.0224) pay for the extra steps.
-* ``tiny`` — tests: 20 + 10 its, 400 initial points, cap 1,000, network/grid LRs × 10 so that 30 iterations visibly
-  learn, and a lower densification threshold so that 20 canonical its densify.
+  3,000 initial points, cap 6,000. The network and tri-plane LRs are × ``network_lr_scale`` = 2.5 on top of the
+  original's extent scale (extent / 0.1 m: × 2.03 on the demo subject, whose camera extent is 0.203 m), i.e. ≈ 5×
+  the original's effective LRs there: with ≈ 1/200 of the original's deformation-stage frame samples (1,400 vs
+  320,000) the original LRs leave the audio path untrained (test renders driven by a fixed audio window were as good
+  as by the real audio); × 5 makes the audio matter (mouth-box L1 0.0208 with real vs 0.0236 with fixed audio on
+  the demo subject). Deformation batches are single frames: at the same CPU time, 1,400 steps of 1 frame fit the
+  mouth better than 700 steps of 2 (demo 20 s cell: rendered mouth-opening amplitude 0.068 vs 0.060 against the
+  ground truth's 0.086, LMD 1.76 vs 2.02, PSNR 33.2 vs 33.2); the canonical stage's last 100 its (loss 0.0228 →
+  0.0224) pay for the extra steps.
+* ``small`` — the smallest budget that learns (the end-to-end test's learning checks; ~1 min a 128-px cell on 2
+  cores): 100 + 400 its, batch 1 / 1, 1,000 initial points, cap 2,000, the densification threshold and cloud extent
+  of ``tiny``, network/grid LRs × 6 on top of the extent scale. On the demo subject's 4 s cell (1 thread): PSNR 31.7,
+  LMD 2.66, mouth_sync 0.62 (retrieval 26.4 / 0.66); with × 3 the mouth did not follow (mouth_sync 0.26), and
+  ``tiny``'s 30 its reach only PSNR 17.3 (the screen-radius prune and the released init both cost it at that
+  budget: 21.9 without the prune, 19.3 with PyTorch's default init).
+* ``tiny`` — tests: 20 + 10 its, 400 initial points, cap 1,000, a lower densification threshold so that 20
+  canonical its densify, and the initial cloud's diagonal as the extent (``extent: cloud``, network/grid LRs × 3 on
+  top, ≈ × 10 the original's): 400 points make Gaussians ~3× the demo's size, which the world-scale prune at
+  0.1 × the camera extent would remove (the synthetic test head's camera extent is 3.4 cm).
 """
 from __future__ import annotations
 
@@ -84,9 +94,13 @@ class GaussianTalkerMethod(Method):
     name = "gaussiantalker"
     presets = {
         "tiny": make_preset(20, 10, batch_deform=2, n_init_points=400, max_gaussians=1000, color_init="frame",
-                            checkpoint_every=5, render_batch=4, densify_grad_threshold=2e-4, network_lr_scale=10.0),
+                            checkpoint_every=5, render_batch=4, densify_grad_threshold=2e-4, extent="cloud",
+                            network_lr_scale=3.0),
+        "small": make_preset(100, 400, batch_deform=1, n_init_points=1000, max_gaussians=2000, color_init="frame",
+                             densify_grad_threshold=2e-4, extent="cloud", network_lr_scale=6.0, checkpoint_every=50,
+                             render_batch=8),
         "demo": make_preset(400, 1400, batch_deform=1, n_init_points=3000, max_gaussians=6000, color_init="frame",
-                            network_lr_scale=5.0, checkpoint_every=100, render_batch=8),
+                            network_lr_scale=2.5, checkpoint_every=100, render_batch=8),
         "paper": make_preset(PAPER_CANONICAL_ITERS, PAPER_DEFORM_ITERS, batch_deform=32, n_init_points=34650,
                              max_gaussians=50000, color_init="random", checkpoint_every=500, render_batch=32),
     }
@@ -94,6 +108,20 @@ class GaussianTalkerMethod(Method):
 
     def train(self, cell: CellData, cfg: dict[str, Any], out_dir: Path, device: torch.device) -> Path:
         return T.train(cell, cfg, out_dir, device)
+
+    def weight_files(self) -> list[Path]:
+        """The VGG16 backbone of the 0.01·perceptual term (``snakemake download_vgg16``)."""
+        from gt_core.methods.losses import vgg16_weights_path
+
+        return [vgg16_weights_path()]
+
+    def train_info(self, checkpoint: Path) -> dict[str, Any]:
+        """The perceptual term's state (active or why not), the extent and the audio normalisation used."""
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        stats = ckpt.get("init_stats", {})
+        keys = ("scene_extent", "extent_mode", "camera_extent", "cloud_diagonal", "audio_standardised")
+        return {"perceptual_loss": ckpt.get("perceptual", {}), "n_gaussians": int(ckpt["record"]["n_points"]),
+                **{k: stats[k] for k in keys if k in stats}}
 
     def render(self, checkpoint: Path, cell: CellData, device: torch.device | None = None) -> Renders:
         device = torch.device(device or "cpu")

@@ -1,5 +1,5 @@
-"""The GaussianTalker model (Cho et al., ACM MM 2024), written from the description in
-``reference/original-methods.md`` §1.2.
+"""The GaussianTalker model (Cho et al., ACM MM 2024): our own code, checked line by line against the released
+source (KU-CVLAB/GaussianTalker at 8ec613b; ``reference/original-methods.md`` §1.2 summarises it).
 
 Pieces, in the order data flows through them:
 
@@ -37,11 +37,17 @@ Deviations from the released code (each with its reason):
   (BFM/1e5 ≈ decimetres; the head ≈ 1.6 units wide, 7 units from the camera), ours is the metre (the head ≈ 0.15
   wide). Without it the small-gain initial offsets (≈ 0.07 units) would move Gaussians by half a head at the start
   of the deformation stage instead of a few millimetres. Every other offset is in unit-free pre-activation space.
-* No dropout on the attention probabilities (only on the attention output and the FFN output, as stated in the
-  reference), so the returned attention weights always sum to 1; they are averaged over the 2 heads.
-* Details the reference leaves open, chosen here: ``eye_mlp`` and ``cam_mlp`` have the same form as ``audio_mlp``
-  (2 bias-free layers, hidden 64); the null token is initialised N(0, 0.02²); the query/key/value/output
-  projections are bias-free; AudioAttNet is active from the first iteration.
+Read from the released code (``scene/deformation.py``, ``scene/transformer/``, ``scene/networks.py``) and followed:
+the eye encoding multiplies the blink value by ``10000^(2⌊i/2⌋/32)`` (the code names the factor ``div_term`` but
+multiplies by it, so the high channels oscillate thousands of times over [0, 1]); the q/k/v/o projections and both
+FFN layers have biases; ``eye_mlp`` and ``cam_mlp`` are the same bias-free 2-layer MLP as ``audio_mlp`` (hidden 64);
+the null token is ``randn`` (std 1); every Linear weight of the deformation network (F_can, condition encoders incl.
+AudioNet/AudioAttNet, attention, offset heads) is Xavier-uniform with gain 1 and keeps PyTorch's default bias (the
+original's ``initialize_weights`` re-initialises the weight where it meant the bias), then the heads' last layers are
+Xavier gain 0.1 with zero bias; Conv1d layers keep PyTorch's default init; AudioAttNet is active from the first
+iteration; no dropout on the attention probabilities (the original's dropouts sit on the attention output, inside
+the FFN after the ReLU and on the FFN output), so the returned attention weights sum to 1; they are averaged over
+the 2 heads, as the original's ``att.mean(dim=1)``.
 """
 from __future__ import annotations
 
@@ -111,6 +117,20 @@ def small_init_(linear: nn.Linear, gain: float = LAST_LAYER_GAIN) -> nn.Linear:
     return linear
 
 
+def init_like_released(modules: list[nn.Module]) -> None:
+    """The released code's init of its deformation network: Xavier-uniform (gain 1) on every Linear weight, biases at
+    PyTorch's default, then Xavier gain 0.1 with zero bias on every attribute head's last layer (``mlp_init_zeros``)."""
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight, gain=1.0)
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, (CanonicalHeads, OffsetHeads)):
+                for h in m.heads.values():
+                    small_init_(h[-1])
+
+
 def head(d_in: int, width: int, d_out: int) -> nn.Sequential:
     """ReLU–Linear(d_in, width)–ReLU–Linear(width, d_out), last layer small-initialised."""
     return nn.Sequential(nn.ReLU(), nn.Linear(d_in, width), nn.ReLU(), small_init_(nn.Linear(width, d_out)))
@@ -127,11 +147,12 @@ def mlp(d_in: int, d_out: int, d_hidden: int, n_layers: int = 2) -> nn.Sequentia
 
 
 def sinusoidal_encoding(x: Tensor, dim: int) -> Tensor:
-    """``x`` [B] scalars → [B, dim]: sin at even, cos at odd channels of ``x / 10000^(2⌊i/2⌋/dim)``."""
+    """``x`` [B] scalars → [B, dim]: sin at even, cos at odd channels of ``x · 10000^(2⌊i/2⌋/dim)`` (the released
+    ``eye_encoding``: the factor multiplies, so channel i has angular frequency 10000^(2⌊i/2⌋/dim))."""
     assert x.ndim == 1, tuple(x.shape)
     i = torch.arange(dim, device=x.device, dtype=x.dtype)
-    div = torch.pow(torch.tensor(10000.0, device=x.device, dtype=x.dtype), 2 * torch.div(i, 2, rounding_mode="floor") / dim)
-    ang = x[:, None] / div
+    freq = torch.pow(torch.tensor(10000.0, device=x.device, dtype=x.dtype), 2 * torch.div(i, 2, rounding_mode="floor") / dim)
+    ang = x[:, None] * freq
     return torch.where(i.long() % 2 == 0, torch.sin(ang), torch.cos(ang))
 
 
@@ -162,7 +183,7 @@ class ConditionTokens(nn.Module):
         self.eye_enc_dim = cfg.eye_enc_dim
         self.eye_mlp = mlp(cfg.eye_enc_dim, d, d)
         self.cam_mlp = mlp(12, d, d)
-        self.null = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.null = nn.Parameter(torch.randn(1, 1, d))  # the original's randn (std 1)
 
     def forward(self, audio_ctx: Tensor, eye: Tensor, viewmats: Tensor) -> Tensor:
         """``audio_ctx`` [B, 8, 16, C] (normalised), ``eye`` [B], ``viewmats`` [B, 4, 4] OpenCV w2c → [B, 4, d]."""
@@ -176,18 +197,19 @@ class ConditionTokens(nn.Module):
 
 
 class CrossAttentionLayer(nn.Module):
-    """One post-LN layer: x = LN(x + Drop(MHA(x, tokens))); x = LN(x + Drop(FFN(x)))."""
+    """One post-LN layer: x = LN(x + Drop(MHA(x, tokens))); x = LN(x + Drop(FFN(x))), FFN = Linear–ReLU–Drop–Linear;
+    q/k/v/o projections with bias (the released ``MultiHeadAttention``)."""
 
     def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float, ln_eps: float):
         super().__init__()
         self.n_heads, self.d_k = n_heads, d_model // n_heads
-        self.w_q = nn.Linear(d_model, d_model, bias=False)
-        self.w_k = nn.Linear(d_model, d_model, bias=False)
-        self.w_v = nn.Linear(d_model, d_model, bias=False)
-        self.w_o = nn.Linear(d_model, d_model, bias=False)
+        self.w_q = nn.Linear(d_model, d_model)
+        self.w_k = nn.Linear(d_model, d_model)
+        self.w_v = nn.Linear(d_model, d_model)
+        self.w_o = nn.Linear(d_model, d_model)
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
         self.ln1 = nn.LayerNorm(d_model, eps=ln_eps)
-        self.ffn = nn.Sequential(nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Linear(ffn_dim, d_model))
+        self.ffn = nn.Sequential(nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model))
         self.ln2 = nn.LayerNorm(d_model, eps=ln_eps)
 
     def forward(self, x: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
@@ -300,6 +322,7 @@ class GaussianTalkerModel(nn.Module):
         self.conditions = ConditionTokens(audio_dim, cfg)
         self.attention = SpatialAudioAttention(cfg)
         self.offsets = OffsetHeads(cfg.d_model, cfg.offset_width)
+        init_like_released(self.network_modules())
         self.register_buffer("audio_mean", torch.zeros(audio_dim))
         self.register_buffer("audio_std", torch.ones(audio_dim))
         self.register_buffer("baked", torch.tensor(False))
@@ -316,10 +339,13 @@ class GaussianTalkerModel(nn.Module):
             old = getattr(self, name)
             setattr(self, name, nn.Parameter(old.new_zeros((n, *old.shape[1:]))))
 
+    def network_modules(self) -> list[nn.Module]:
+        """F_can, condition encoders, attention, offset heads: the original's deformation network less its grid."""
+        return [self.fcan, self.conditions, self.attention, self.offsets]
+
     def network_parameters(self) -> list[nn.Parameter]:
         """Every MLP/attention/token parameter (the original's "deformation" LR group)."""
-        mods = [self.fcan, self.conditions, self.attention, self.offsets]
-        return [p for m in mods for p in m.parameters()]
+        return [p for m in self.network_modules() for p in m.parameters()]
 
     def grid_parameters(self) -> list[nn.Parameter]:
         return list(self.triplane.parameters())

@@ -20,22 +20,30 @@ group: F_can, condition encoders, attention, offset heads) 1e-4→1e-5 and tri-p
 decayed log-linearly over ``lr_max_steps`` (the original's 20,000, scaled with the preset) and restarted in each
 stage; ``f_dc`` 2.5e-3, ``f_rest`` 1.25e-4, ``opacity`` 0.05, ``scaling`` 5e-3, ``rotation`` 1e-3 constant.
 *Spatial LR scale.* The original multiplies the xyz, network and grid LRs by ``cameras_extent`` = 1.1 × the largest
-distance of a camera centre from their mean. With the head as the world that spread is just the head's motion (near
-zero for a still speaker) — not a scene size. We use the initial cloud's AABB diagonal (``scene_extent``, ≈ 0.3
-units in our metric head frame) as the extent: it scales the xyz LR (positions are in world units) and the
-densification thresholds (``percent_dense``·extent, ``0.1``·extent). The network and grid LRs are multiplied by
-``network_lr_scale`` instead (1.0 in ``paper``; raised in ``demo``/``tiny``, see ``method.py``): their inputs are
-AABB-normalised and their outputs pre-activation values, so they do not depend on world units; in the original's
-decimetre tracker units (camera ≈ 7 units away, head turns of a few degrees) the camera extent is presumably of
-order 1, i.e. the same face value.
+distance of a training camera centre from their mean, in its world (the tracked head frame, tracker units ≈
+decimetres), and uses the same extent for the densification thresholds (``percent_dense``·extent, ``0.1``·extent).
+We compute it the same way in our head frame (``extent: camera``, :func:`camera_extent`, metres; floored at
+``min_extent`` = 2 cm so that a speaker who never moves does not get a zero LR): the xyz LR and the thresholds use
+it in metres, the network and grid LRs use it in the original's units (metres / ``xyz_offset_unit``), times the
+preset's ``network_lr_scale`` (1 in ``paper``). ``extent: cloud`` (the initial cloud's AABB diagonal, ≈ 0.3 m: about
+3× the camera extent, which made clones rarer and the xyz LR 3× the original's) is kept for comparison. Measured
+(demo subject / HDTF clips, training frames): see ``init_stats`` in the checkpoint and the closing note of the issue.
 
-**Densification** (canonical stage only, the original's schedule scaled by the preset's iteration count): every
-``densify_interval`` its in ``(densify_from, densify_until]``, Gaussians whose mean screen-space gradient reaches
+*Audio.* The original feeds the DeepSpeech logits raw; ``audio_normalisation: auto`` does the same for
+``deepspeech`` and standardises the other features (log-mel in dB, wakeword embeddings) per channel with the
+training frames' mean and std, whose raw scales are unrelated to DeepSpeech's logits.
+
+**Densification** (canonical stage only, the original's schedule scaled by the preset's iteration counts): every
+``densify_interval`` its in ``(densify_from, densify_until)``, while the count is below ``max_gaussians`` (a gate on
+the call, as the original's 50k: one call may overshoot it), Gaussians whose mean screen-space gradient reaches
 ``densify_grad_threshold`` are cloned (max scale ≤ ``percent_dense``·extent) or split in two (samples from the
-Gaussian, scales ÷ 1.6), up to ``max_gaussians`` (highest gradients first when the cap bites). The rasterizer gives
-∂L/∂means2d in pixels; it is converted to the original's NDC convention (× 0.5·W, × 0.5·H) before the norm.
-Pruning every ``prune_interval`` its from ``prune_from`` to ``densify_until``: opacity < ``min_opacity``, and after
-``prune_big_from`` also a screen radius > ``max_screen_radius_px512``·W/512 or a world scale > 0.1·extent.
+Gaussian, scales ÷ 1.6). The rasterizer gives ∂L/∂means2d in pixels; it is converted to the original's NDC
+convention (× 0.5·W, × 0.5·H) before the norm. Pruning every ``prune_interval`` its in ``(prune_from,
+densify_until)``: opacity < ``min_opacity``, and after ``prune_big_from`` also a screen radius >
+``max_screen_radius_px512``·W/512 or a world scale > 0.1·extent. Densifying resets the accumulated statistics and
+screen radii (the original's ``densification_postfix``) and runs just before pruning on the same iteration, so the
+screen-radius test only bites once densification has stopped at the cap — exactly as in the original, where it
+fires only after the cloud reached 50k Gaussians.
 The optimiser step of an iteration runs before that iteration's densification (graphdeco runs it after, which
 silently skips the per-point parameters' update on densification iterations).
 
@@ -76,6 +84,7 @@ from gt_core.methods.gaussiantalker.model import (
 from gt_core.methods.losses import l1_loss, lip_l1, load_vgg16_perceptual, ssim
 from gt_core.render.cameras import Camera
 from gt_core.render.gaussians import rasterize_gaussians
+from gt_core.render.torch_rasterizer import LOWPASS_PX2
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +131,13 @@ class TrainConfig:
     lr_opacity: float = 0.05
     lr_scaling: float = 5e-3
     lr_rotation: float = 1e-3
-    network_lr_scale: float = 1.0
-    spatial_lr_scale: float = 0.0  # 0 = the initial cloud's AABB diagonal
+    network_lr_scale: float = 1.0  # × the network/grid LRs on top of the extent (1 = the original)
+    # the original's cameras_extent (see the module docstring): "camera" = 1.1 × the largest distance of a training
+    # camera centre from their mean (head frame, metres), "cloud" = the initial cloud's AABB diagonal
+    extent: str = "camera"
+    min_extent: float = 0.02  # metres: floor of the camera extent (a speaker who never moves has a zero spread)
+    # "auto": the original feeds DeepSpeech logits raw, other features are standardised with training statistics
+    audio_normalisation: str = "auto"
     sh_degree_interval: int = 1000
     # densification (canonical stage only)
     densify_from: int = 1000
@@ -131,7 +145,7 @@ class TrainConfig:
     densify_interval: int = 100
     densify_grad_threshold: float = 1e-3
     percent_dense: float = 0.01
-    max_gaussians: int = 50000
+    max_gaussians: int = 50000  # densification runs only while fewer (a gate on the call, as the original's 50k)
     prune_from: int = 500
     prune_interval: int = 100
     prune_big_from: int = 3000
@@ -226,15 +240,29 @@ def build_optimizer(model: GaussianTalkerModel, tc: TrainConfig) -> torch.optim.
     return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
 
 
+@dataclass(frozen=True)
+class LrScales:
+    """The original's ``spatial_lr_scale`` (= its cameras_extent) in our units: ``xyz`` multiplies the position LR
+    (the extent in metres, positions being metres), ``network`` the deformation-network and grid LRs (the extent in
+    the original's tracker units, metres / ``xyz_offset_unit``, times the preset's ``network_lr_scale``)."""
+
+    xyz: float
+    network: float
+
+    @classmethod
+    def of(cls, model: GaussianTalkerModel, tc: TrainConfig) -> "LrScales":
+        extent = float(model.scene_extent)
+        return cls(extent, tc.network_lr_scale * extent / model.cfg.xyz_offset_unit)
+
+
 def set_learning_rates(opt: torch.optim.Adam, tc: TrainConfig, stage: str, iteration: int,
-                       spatial: float) -> dict[str, float]:
+                       scales: LrScales) -> dict[str, float]:
     max_steps = tc.lr_max_steps_canonical if stage == "canonical" else tc.lr_max_steps_deform
+    xyz, net = scales.xyz, scales.network
     lrs = {
-        "xyz": expon_lr(iteration, tc.lr_xyz_init * spatial, tc.lr_xyz_final * spatial, max_steps),
-        "network": expon_lr(iteration, tc.lr_network_init * tc.network_lr_scale,
-                            tc.lr_network_final * tc.network_lr_scale, max_steps),
-        "grid": expon_lr(iteration, tc.lr_grid_init * tc.network_lr_scale, tc.lr_grid_final * tc.network_lr_scale,
-                         max_steps),
+        "xyz": expon_lr(iteration, tc.lr_xyz_init * xyz, tc.lr_xyz_final * xyz, max_steps),
+        "network": expon_lr(iteration, tc.lr_network_init * net, tc.lr_network_final * net, max_steps),
+        "grid": expon_lr(iteration, tc.lr_grid_init * net, tc.lr_grid_final * net, max_steps),
     }
     for g in opt.param_groups:
         if g["name"] in lrs:
@@ -258,6 +286,17 @@ def _swap_point_params(opt: torch.optim.Adam, model: GaussianTalkerModel, fn) ->
             opt.state[new] = state
         g["params"][0] = new
         setattr(model, attr, new)
+
+
+# the smallest radius the rasterizer gives a splat: λmax ≥ 0.3 + √0.1 px² (its +0.3 px² dilation and the 0.1 floor
+# of graphdeco's eigenvalue formula), radius = ⌈3·√λmax⌉ = 3 px
+MIN_SPLAT_RADIUS_PX = math.ceil(3.0 * math.sqrt(LOWPASS_PX2 + math.sqrt(0.1)))
+
+
+def screen_radius_limit(tc: TrainConfig, width: int) -> float:
+    """The screen-radius prune threshold in pixels: the original's 20 px at 512 px scaled to ``width``, but never
+    below twice the smallest radius a splat can have (at 48 px, 20·48/512 = 1.9 px would prune every Gaussian)."""
+    return max(tc.max_screen_radius_px512 * width / 512.0, 2.0 * MIN_SPLAT_RADIUS_PX)
 
 
 class Densifier:
@@ -305,15 +344,9 @@ class Densifier:
         grads[self.denom == 0] = 0
         big = log_scale.exp().max(dim=1).values > tc.percent_dense * extent
         candidates = grads >= tc.densify_grad_threshold
-        budget = tc.max_gaussians - n  # a split adds 1 net (2 children − parent), a clone adds 1
-        if budget <= 0 or not bool(candidates.any()):
+        if not bool(candidates.any()):
             self._reset(n, grads.device)
             return 0
-        if int(candidates.sum()) > budget:  # cap: keep the largest gradients
-            order = torch.argsort(torch.where(candidates, grads, torch.full_like(grads, -1.0)), descending=True)
-            capped = torch.zeros_like(candidates)
-            capped[order[:budget]] = True
-            candidates = capped
         clone, split = candidates & ~big, candidates & big
         # clones: exact copies; split children: 2 samples from the parent Gaussian, scales / 1.6
         ci, si = clone.nonzero()[:, 0], split.nonzero()[:, 0]
@@ -348,7 +381,7 @@ class Densifier:
         extent = float(model.scene_extent)
         drop = canonical.opacities < tc.min_opacity
         if big_too:
-            drop |= self.max_radii > tc.max_screen_radius_px512 * width / 512.0
+            drop |= self.max_radii > screen_radius_limit(tc, width)
             drop |= canonical.scales.max(dim=1).values > tc.big_world_fraction * extent
         if bool(drop.all()):  # never prune everything: keep the most opaque
             drop[torch.argmax(canonical.opacities)] = False
@@ -370,17 +403,24 @@ class PhotometricLoss:
         if tc.lambda_vgg > 0:
             self.vgg, self.vgg_status = load_vgg16_perceptual(device)
 
+    @property
+    def perceptual(self) -> dict[str, Any]:
+        """Whether the 0.01·VGG16 term is in the loss, and why (train.json, provenance, the train log)."""
+        return {"active": self.vgg is not None, "weight": self.tc.lambda_vgg, "status": self.vgg_status}
+
     def __call__(self, pred: Tensor, target: Tensor, boxes: Tensor) -> tuple[Tensor, dict[str, float]]:
         tc = self.tc
         l1 = l1_loss(pred, target)
         dssim = 1.0 - ssim(pred, target)
         lip = lip_l1(pred, target, boxes)
         total = tc.lambda_l1 * l1 + tc.lambda_dssim * dssim + tc.lambda_lip * lip
-        vgg = pred.new_zeros(())
+        terms = {k: float(v.detach()) for k, v in (("l1", l1), ("dssim", dssim), ("lip", lip))}
+        terms["vgg"] = None  # an empty cell of train_log.csv: the term is not in the loss
         if self.vgg is not None:
             vgg = self.vgg(pred, target)
             total = total + tc.lambda_vgg * vgg
-        return total, {k: float(v.detach()) for k, v in (("l1", l1), ("dssim", dssim), ("lip", lip), ("vgg", vgg))}
+            terms["vgg"] = float(vgg.detach())
+        return total, terms
 
 
 def compute_loss(loss_fn: PhotometricLoss, pred: Tensor, target: Tensor, boxes: Tensor
@@ -412,11 +452,11 @@ def forward_batch(model: GaussianTalkerModel, data: FrameData, idx: np.ndarray, 
 
 
 def train_step(model: GaussianTalkerModel, opt: torch.optim.Adam, dens: "Densifier", data: FrameData,
-               loss_fn: PhotometricLoss, tc: TrainConfig, stage: str, it: int, spatial: float, batch: int,
+               loss_fn: PhotometricLoss, tc: TrainConfig, stage: str, it: int, scales: LrScales, batch: int,
                latest: Path | None = None) -> tuple[float, dict[str, float], dict[str, float], int]:
     """One optimisation step of ``stage`` at iteration ``it`` (1-based), with densification in the canonical stage.
     Returns (loss, loss terms, learning rates, active SH degree); raises TrainingDiverged on a NaN/inf loss."""
-    lrs = set_learning_rates(opt, tc, stage, it, spatial)
+    lrs = set_learning_rates(opt, tc, stage, it, scales)
     sh_deg = sh_degree_at(tc, stage, it)
     idx = batch_indices(tc.seed, stage, it, batch, data.n)
     pred, outs, _ = forward_batch(model, data, idx, stage, sh_deg, tc.backend)
@@ -429,7 +469,7 @@ def train_step(model: GaussianTalkerModel, opt: torch.optim.Adam, dens: "Densifi
             f"gaussiantalker: loss became {float(loss.detach())} at {stage} iteration {it} ({model.n_points} "
             f"Gaussians); {where} — lower the learning rates or check the cell's inputs")
     loss.backward()
-    if stage == "canonical" and it <= tc.densify_until:
+    if stage == "canonical" and it < tc.densify_until:
         dens.add_stats(outs, data.width, data.height)
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -537,10 +577,35 @@ class CsvLog:
 
 
 # -------------------------------------------------------------------------------------------------------- train
+def camera_extent(c2w: np.ndarray) -> float:
+    """The original's ``cameras_extent`` (graphdeco ``getNerfppNorm``): 1.1 × the largest distance of a camera
+    centre ``c2w[:, :3, 3]`` [N, 3] from their mean, in world units (here the head frame, metres)."""
+    centres = np.asarray(c2w, np.float64)[:, :3, 3]
+    return float(1.1 * np.linalg.norm(centres - centres.mean(0), axis=1).max())
+
+
+def scene_extent(cell: CellData, points: np.ndarray, tc: TrainConfig) -> float:
+    """The world size behind the LR scale and the densification thresholds (``extent``, see the module docstring)."""
+    if tc.extent == "camera":
+        return max(camera_extent(cell.train.c2w), tc.min_extent)
+    if tc.extent == "cloud":
+        return float(np.linalg.norm(points.max(0) - points.min(0)))
+    raise InputError("method_params.gaussiantalker.extent", f"unknown value {tc.extent!r}", "use 'camera' or 'cloud'")
+
+
+def standardises_audio(tc: TrainConfig, audio_feature: str) -> bool:
+    """Whether the audio windows are standardised before the network (``audio_normalisation``)."""
+    mode = tc.audio_normalisation
+    if mode not in ("auto", "standardise", "none"):
+        raise InputError("method_params.gaussiantalker.audio_normalisation", f"unknown value {mode!r}",
+                         "use 'auto', 'standardise' or 'none'")
+    return mode == "standardise" or (mode == "auto" and audio_feature != "deepspeech")
+
+
 def init_model(cell: CellData, tc: TrainConfig, mcfg: ModelConfig, device: torch.device
                ) -> tuple[GaussianTalkerModel, dict[str, Any]]:
     """Initial Gaussians (module docstring of ``model.py``), tri-plane AABB (cloud bbox padded by 5 % per side),
-    audio statistics of the training frames."""
+    scene extent, audio statistics of the training frames (identity when the features are fed raw)."""
     train = cell.train
     k = min(8, len(train))
     idx = np.linspace(0, len(train) - 1, k).round().astype(int)
@@ -557,12 +622,15 @@ def init_model(cell: CellData, tc: TrainConfig, mcfg: ModelConfig, device: torch
     lo, hi = pts.min(0), pts.max(0)
     pad = 0.05 * (hi - lo)
     aabb = torch.tensor(np.stack([lo - pad, hi + pad]), dtype=torch.float32)
-    extent = float(np.linalg.norm(hi - lo))
+    extent = scene_extent(cell, pts, tc)
     model = GaussianTalkerModel(torch.from_numpy(pts), colors, train.audio.shape[-1], aabb, mcfg, extent)
-    audio = train.audio.reshape(-1, train.audio.shape[-1]).astype(np.float64)
-    model.audio_mean.copy_(torch.from_numpy(audio.mean(0)).float())
-    model.audio_std.copy_(torch.from_numpy(audio.std(0) + 1e-5).float())
-    stats["scene_extent"] = extent
+    standardise = standardises_audio(tc, cell.audio_feature)
+    if standardise:
+        audio = train.audio.reshape(-1, train.audio.shape[-1]).astype(np.float64)
+        model.audio_mean.copy_(torch.from_numpy(audio.mean(0)).float())
+        model.audio_std.copy_(torch.from_numpy(audio.std(0) + 1e-5).float())
+    stats.update(scene_extent=extent, extent_mode=tc.extent, camera_extent=camera_extent(train.c2w),
+                 cloud_diagonal=float(np.linalg.norm(hi - lo)), audio_standardised=standardise)
     return model.to(device), stats
 
 
@@ -605,7 +673,7 @@ def train(cell: CellData, cfg: dict[str, Any], out_dir: str | Path, device: torc
         random.seed(tc.seed)
         model, init_stats = init_model(cell, tc, mcfg, device)
         stage, done, elapsed, ckpt = "canonical", 0, 0.0, None
-    spatial = tc.spatial_lr_scale or float(model.scene_extent)
+    scales = LrScales.of(model, tc)
     loss_fn = PhotometricLoss(tc, device)
     log.info("gaussiantalker: %s", loss_fn.vgg_status)
     csv_log = CsvLog(out_dir / LOG_NAME, (STAGES.index(stage), done) if resumed else None)
@@ -617,7 +685,7 @@ def train(cell: CellData, cfg: dict[str, Any], out_dir: str | Path, device: torc
             "format": FORMAT, "stage": stage_, "iteration": it, "record": model_record(model),
             "model": model.state_dict(), "optimizer": opt.state_dict(), "densifier": dens.state_dict(),
             "rng": rng_state(), "train_config": asdict(tc), "init_stats": init_stats,
-            "elapsed_s": elapsed, "vgg": loss_fn.vgg_status,
+            "elapsed_s": elapsed, "vgg": loss_fn.vgg_status, "perceptual": loss_fn.perceptual,
         })
 
     try:
@@ -639,7 +707,7 @@ def train(cell: CellData, cfg: dict[str, Any], out_dir: str | Path, device: torc
                        initial=start, total=iters[stage_name], leave=False)
             for it in bar:
                 t0 = time.perf_counter()
-                loss, terms, lrs, sh_deg = train_step(model, opt, dens, data, loss_fn, tc, stage_name, it, spatial,
+                loss, terms, lrs, sh_deg = train_step(model, opt, dens, data, loss_fn, tc, stage_name, it, scales,
                                                       batch[stage_name], latest)
                 step_s = time.perf_counter() - t0
                 elapsed += step_s
@@ -664,7 +732,7 @@ def train(cell: CellData, cfg: dict[str, Any], out_dir: str | Path, device: torc
     save_torch(final, {
         "format": FORMAT, "stage": "done", "record": model_record(model), "model": model.state_dict(),
         "train_config": asdict(tc), "init_stats": init_stats, "train_seconds": elapsed,
-        "vgg": loss_fn.vgg_status, "cell": {"subject": cell.subject, "duration_s": cell.duration_s,
+        "vgg": loss_fn.vgg_status, "perceptual": loss_fn.perceptual, "cell": {"subject": cell.subject, "duration_s": cell.duration_s,
                                             "train_frame_ids": cell.train.frame_ids.tolist(),
                                             "width": cell.width, "height": cell.height},
     })
@@ -675,14 +743,17 @@ def train(cell: CellData, cfg: dict[str, Any], out_dir: str | Path, device: torc
 
 def densify_prune(model: GaussianTalkerModel, opt: torch.optim.Adam, dens: Densifier, tc: TrainConfig, it: int,
                   width: int) -> None:
-    """The canonical stage's densification/pruning schedule at the end of iteration ``it``."""
-    if it > tc.densify_until:
+    """The canonical stage's densification/pruning schedule at the end of iteration ``it`` (the original's: both
+    only before ``densify_until``; densify after ``densify_from`` while fewer than ``max_gaussians``; prune after
+    ``prune_from``). Densifying resets the screen radii, so — as in the original — the screen-radius prune can only
+    fire once the Gaussian count has reached ``max_gaussians`` and densification has stopped."""
+    if it >= tc.densify_until:
         return
-    if it > tc.densify_from and it % tc.densify_interval == 0:
+    if it > tc.densify_from and it % tc.densify_interval == 0 and model.n_points < tc.max_gaussians:
         with torch.no_grad():
             log_scale = model.canonical().log_scale.detach()
         dens.densify(model, opt, tc, log_scale)
-    if it >= tc.prune_from and it % tc.prune_interval == 0:
+    if it > tc.prune_from and it % tc.prune_interval == 0:
         with torch.no_grad():
             canon = model.canonical()
             canon = GaussianState(*(t.detach() for t in (canon.xyz, canon.log_scale, canon.rotation,
