@@ -62,4 +62,31 @@ def test_cells_and_table_on_real_clips(hdtf_run):
     assert list(table["metric"]) == ["PSNR", "SSIM", "LPIPS", "LMD"]
     assert [c for c in table.columns if c != "metric"] == ["retrieval_2s", "retrieval_4s", "retrieval_6s"]
     psnr = table.set_index("metric").loc["PSNR"]
-    assert (psnr > 15).all()
+    assert np.isfinite(psnr.astype(float)).all()
+
+
+def test_retrieval_beats_renders_without_a_working_method(hdtf_run):
+    """Per cell, the retrieval floor beats the head-protocol background alone (plate + ground-truth torso, no head)
+    by 2 dB, and over the grid a static head (the first training frame's head pasted on every test frame) by 1 dB.
+
+    Measured on the four clips (2/4/6 s): background alone 12.3–15.2 dB, static head 14.3–19.8 dB (mean 17.4),
+    retrieval 17.4–25.0 dB (mean 20.6); the smallest per-cell margin over the background is 3.9 dB. The mean
+    training head is not a bound here: on these 2-s test tails its blur scores 15.2–23.0 dB, above retrieval in 6 of
+    12 cells (PSNR rewards blur; on the demo subject retrieval beats it, see test_pipeline_e2e)."""
+    from gt_core.data.cell import LABEL_HEAD, load_cell
+    from gt_core.metrics.image import psnr_batch
+
+    wd, subjects = hdtf_run
+    floor, static = [], []
+    for s in subjects:
+        for d in (2, 4, 6):
+            cell = load_cell(wd / f"results/{s}/{d}s/cell")
+            test = cell.test
+            got = json.loads((wd / f"results/{s}/{d}s/retrieval/metrics.json").read_text())
+            got = got["protocols"]["head"]["psnr"]["mean"]
+            background = psnr_batch(test.backgrounds, test.targets).mean()
+            first = (cell.train.labels[0] == LABEL_HEAD)[None, ..., None]
+            static.append(psnr_batch(np.where(first, cell.train.frames[0][None], test.backgrounds), test.targets).mean())
+            floor.append(got)
+            assert got > background + 2.0, f"{s} {d}s: retrieval {got:.2f} dB vs background alone {background:.2f} dB"
+    assert np.mean(floor) > np.mean(static) + 1.0, f"retrieval {np.mean(floor):.2f} dB vs static head {np.mean(static):.2f}"

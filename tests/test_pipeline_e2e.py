@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
+from gt_core.methods import registry
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,7 @@ TINY_CONFIG = {
     "methods": ["retrieval", "gaussiantalker"],
 }
 METHODS = TINY_CONFIG["methods"]
+LEARNED_METHODS = [m for m in METHODS if m in registry.LEARNED_METHODS]
 
 
 def run_snakemake(workdir: Path, *targets: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
@@ -91,7 +94,18 @@ def test_head_rotation_matches_generator(tiny_run, truth):
     u, _, vt = np.linalg.svd(np.einsum("nji,njk->ik", gt, est))  # best constant Q with est ≈ gt @ Q
     q = u @ np.diag([1, 1, np.linalg.det(u @ vt)]) @ vt
     errors = rotation_angle_deg(np.einsum("nij,njk->nik", np.transpose(gt @ q, (0, 2, 1)), est))
-    assert errors.mean() <= 2.0, f"mean rotation error {errors.mean():.2f} deg"
+    # the same error for a tracker that does not track (one constant rotation, the generator's mean): the head's
+    # motion is small (measured: 2.79 deg mean), so an absolute bound alone would let that through; ours: 1.00 deg.
+    # Temporal smoothing over 25 frames (1 s) would give 1.48 deg.
+    from scipy.spatial.transform import Rotation
+
+    const = np.repeat(Rotation.from_matrix(gt).mean().as_matrix()[None], len(gt), axis=0)
+    u, _, vt = np.linalg.svd(np.einsum("nji,njk->ik", gt, const))
+    qc = u @ np.diag([1, 1, np.linalg.det(u @ vt)]) @ vt
+    const_errors = rotation_angle_deg(np.einsum("nij,njk->nik", np.transpose(gt @ qc, (0, 2, 1)), const))
+    assert errors.mean() <= 0.5 * const_errors.mean(), \
+        f"mean rotation error {errors.mean():.2f} deg vs {const_errors.mean():.2f} deg for a constant pose"
+    assert errors.mean() <= 1.5, f"mean rotation error {errors.mean():.2f} deg"
     assert rotation_angle_deg(np.einsum("nji,njk->nik", gt[:1], gt)).max() > 1.0  # the head did move
 
 
@@ -105,30 +119,145 @@ def test_mouth_opening_follows_visemes(tiny_run, truth):
 
 
 def test_cells_split_without_overlap_and_plate_from_training(tiny_run):
-    frames = np.load(tiny_run / "results/demo/data/frames.npy", mmap_mode="r")
-    tests = set()
+    """The split, and the cell's fitted estimates: the plate and the blink normalisation are exactly what the
+    training frames give — not what all frames or the test frames give (they differ on this subject, so the
+    equality is not vacuous) — and they change with the training clip (2 s vs 4 s)."""
+    import cv2
+
+    from gt_core.data.cell import blink_values
+    from gt_core.preprocess.background import background_plate
+    from gt_core.preprocess.masks import load_labels
+
+    data = tiny_run / "results/demo/data"
+    frames = np.load(data / "frames.npy", mmap_mode="r")
+    labels = load_labels(data / "labels.npz")
+    eyes = np.load(data / "eyes.npy")
+    tests, plates, eye_stats = set(), {}, {}
     for d in (2, 4):
-        meta = json.loads((tiny_run / f"results/demo/{d}s/cell/cell.json").read_text())
+        cell_dir = tiny_run / f"results/demo/{d}s/cell"
+        meta = json.loads((cell_dir / "cell.json").read_text())
         train, test = range(*meta["train"]), range(*meta["test"])
         assert train == range(0, d * FPS)
         assert not set(train) & set(test)
         tests.add((test.start, test.stop))
+
+        plate = cv2.cvtColor(cv2.imread(str(cell_dir / "plate.png")), cv2.COLOR_BGR2RGB)
+        fits = {name: background_plate(np.asarray(frames), labels, np.asarray(ids))[0]
+                for name, ids in (("train", train), ("all", range(len(frames))), ("test", test))}
+        assert np.array_equal(plate, fits["train"]), f"{d}s: plate.png is not the plate of the training frames"
+        assert not np.array_equal(plate, fits["all"]) and not np.array_equal(plate, fits["test"])
+        blink, stats = blink_values(eyes, np.asarray(train))
+        assert meta["eye"] == pytest.approx(stats) and np.array_equal(np.load(cell_dir / "blink.npy"), blink)
+        assert stats != pytest.approx(blink_values(eyes, np.arange(len(eyes)))[1])  # all frames would differ
+        plates[d], eye_stats[d] = plate, meta["eye"]
     assert tests == {(int(4.5 * FPS), int(7.5 * FPS))}  # common tail for every duration
     assert len(frames) == 12 * FPS
+    assert not np.array_equal(plates[2], plates[4]), "the plate did not change with the training clip"
+    assert eye_stats[2] != eye_stats[4], "the blink normalisation did not change with the training clip"
+
+
+@pytest.fixture(scope="session")
+def baselines(tiny_run):
+    """PSNR (head and face protocols) of renders any broken method could produce, per duration: the head-protocol
+    background alone (plate + ground-truth torso, no head), the mean training head over it, and the first training
+    frame's head pasted unchanged (a static head). Measured on this run: head 13.8 / 23.1–23.6 / 23.0 dB, face
+    9.9 / 19.3–20.2 / 19.6 dB; retrieval 26.1–26.4 (face 23.6–24.0), gaussiantalker tiny 25.7–25.8 (22.2–22.3)."""
+    from gt_core.data.cell import LABEL_HEAD, load_cell
+    from gt_core.metrics.evaluate import face_crop_box
+    from gt_core.metrics.image import psnr
+
+    out = {}
+    for d in (2, 4):
+        cell = load_cell(tiny_run / f"results/demo/{d}s/cell")
+        test = cell.test
+        head = (cell.train.labels == LABEL_HEAD)[..., None].astype(np.float64)
+        mean_head = np.clip((cell.train.frames * head).mean(0) + (1 - head.mean(0)) * test.backgrounds, 0, 255)
+        first = (cell.train.labels[0] == LABEL_HEAD)[None, ..., None]
+        renders = {"background only": test.backgrounds, "mean training head": mean_head.round().astype(np.uint8),
+                   "static first training head": np.where(first, cell.train.frames[0][None], test.backgrounds)}
+        h, w = test.targets.shape[1:3]
+        boxes = [face_crop_box(b, h, w) for b in test.face_boxes]
+        out[d] = {}
+        for name, r in renders.items():
+            head_db = np.mean([psnr(r[i], test.targets[i]) for i in range(len(r))])
+            face_db = np.mean([psnr(r[i, y0:y1, x0:x1], test.targets[i, y0:y1, x0:x1])
+                               for i, (x0, y0, x1, y1) in enumerate(boxes)])
+            out[d][name] = {"head": head_db, "face": face_db}
+    return out
+
+
+BASELINE_MARGIN_DB = 1.0
+
+
+def assert_beats_baselines(m: dict, baselines: dict, d: int, protocol: str) -> None:
+    got = m["protocols"][protocol]["psnr"]["mean"]
+    name, best = max(((k, v[protocol]) for k, v in baselines[d].items()), key=lambda kv: kv[1])
+    assert got > best + BASELINE_MARGIN_DB, (
+        f"{m['method']} {d}s {protocol}: PSNR {got:.2f} dB does not beat the '{name}' render ({best:.2f} dB) "
+        f"by {BASELINE_MARGIN_DB} dB")
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_cell_has_metrics_for_every_protocol(tiny_run, method):
+def test_every_cell_has_metrics_for_every_protocol(tiny_run, baselines, method):
+    """Every cell's metrics exist for every protocol; the non-learned floor beats every trivial render (learned
+    methods at the `tiny` smoke budget of 30 iterations need not: `test_learned_methods_learn` trains them at
+    `small`)."""
     for d in (2, 4):
         m = json.loads((tiny_run / f"results/demo/{d}s/{method}/metrics.json").read_text())
         assert m["n_frames"] == 3 * FPS and m["method"] == method
         for protocol in ("head", "face"):
-            assert m["protocols"][protocol]["psnr"]["mean"] > 10
-            assert -1 <= m["protocols"][protocol]["mouth_sync"]["r"] <= 1
+            if method not in LEARNED_METHODS:
+                assert_beats_baselines(m, baselines, d, protocol)
+            # mouth_sync: defined on every test frame (a face, hence lips, found in every render), against a
+            # ground truth whose mouth moves; the retrieval floor copies real training mouths chosen by the audio,
+            # so its mouth must follow the real one (measured r = 0.65 / 0.66; a static mouth has no r at all)
+            sync = m["protocols"][protocol]["mouth_sync"]
+            assert sync["gt_std"] > 0.02, (method, d, protocol, sync)
+            if method not in LEARNED_METHODS:
+                assert sync["n"] == 3 * FPS and sync["r"] > 0.4, (d, protocol, sync)
         assert "not applicable" in m["protocols"]["full"]["status"]
         prov = m["provenance"]
         assert prov["config_hash"] and prov["torch"] and prov["code_version"] and prov["device"] == "cpu"
         assert prov["preset"] == "tiny" and prov["seed"] == 0 and prov["train_wall_time_s"] > 0
+
+
+LEARN_CELL_S = 4
+MOUTH_SYNC_BOUND = 0.3  # measured at `small` on this 4 s cell: 0.62 (2 s cell 0.49); `tiny` 0.07, a static mouth ~0
+
+
+@pytest.fixture(scope="session")
+def learned_metrics(tiny_run, tmp_path_factory) -> dict[str, dict]:
+    """Every learned method trained at the `small` preset on the tiny run's 4 s cell (train, render, evaluate
+    through the CLI, as the rules run them) → its metrics.json."""
+    out = {}
+    cell = tiny_run / f"results/demo/{LEARN_CELL_S}s/cell"
+    gt_core = str(Path(sys.executable).parent / "gt-core")
+    for method in LEARNED_METHODS:
+        d = tmp_path_factory.mktemp(f"learn_{method}")
+        for cmd in (["train", "--cell", str(cell), "--method", method, "--preset", "small", "--params", "{}",
+                     "--out", str(d), "--device", "cpu", "--seed", "0"],
+                    ["render", "--cell", str(cell), "--train", str(d / "train.json"), "--out", str(d / "renders.npz"),
+                     "--device", "cpu", "--seed", "0"],
+                    ["evaluate", "--cell", str(cell), "--renders", str(d / "renders.npz"), "--train",
+                     str(d / "train.json"), "--out", str(d)]):
+            proc = subprocess.run([gt_core, *cmd], capture_output=True, text=True, timeout=1200)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        out[method] = json.loads((d / "metrics.json").read_text())
+    return out
+
+
+@pytest.mark.parametrize("method", LEARNED_METHODS)
+def test_learned_methods_learn(tiny_run, baselines, learned_metrics, method):
+    """At the `small` budget every learned method beats every trivial render and the retrieval floor on PSNR (head
+    and face protocols), and its rendered mouth follows the test audio (mouth_sync above a stated bound)."""
+    m = learned_metrics[method]
+    floor = json.loads((tiny_run / f"results/demo/{LEARN_CELL_S}s/retrieval/metrics.json").read_text())
+    for protocol in ("head", "face"):
+        assert_beats_baselines(m, baselines, LEARN_CELL_S, protocol)
+        got, ref = (x["protocols"][protocol]["psnr"]["mean"] for x in (m, floor))
+        assert got > ref, f"{method} {protocol}: PSNR {got:.2f} dB does not beat the retrieval floor ({ref:.2f} dB)"
+        sync = m["protocols"][protocol]["mouth_sync"]
+        assert sync["n"] == 3 * FPS and sync["r"] is not None and sync["r"] > MOUTH_SYNC_BOUND, (method, protocol, sync)
 
 
 def test_retrieval_beats_the_mean_training_frame(tiny_run):
@@ -235,6 +364,9 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tiny_run, tmp_path)
 
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    # the re-run resumed at the checkpoint (a seeded run from scratch would end with the same parameters too)
+    where = f"from ckpt_latest.pt at {killed_at['stage']} iteration {killed_at['iteration']}"
+    assert where in done.stderr, f"the re-run did not log resuming {where}:\n{done.stderr[-2000:]}"
     log = (out / "train_log.csv").read_text().splitlines()[1:]
     assert len(log) == 30  # 20 canonical + 10 deformation iterations, each logged once across the two runs
     reference = torch.load(tiny_run / "results/demo/4s/gaussiantalker/checkpoint.pt", map_location="cpu",

@@ -55,11 +55,22 @@ def rotation_errors_deg(r_fit, r_true):
     return np.degrees(Rotation.from_matrix(rel).magnitude())
 
 
+def constant_pose_errors_deg(r_true):
+    """Errors of the best constant estimator (one rotation, the mean of the true ones, for every frame), measured
+    like an estimate's: what a tracker that does not track achieves on this sequence."""
+    const = np.repeat(Rotation.from_matrix(r_true).mean().as_matrix()[None], len(r_true), axis=0)
+    return rotation_errors_deg(const, r_true)
+
+
 def test_synthetic_perspective_recovers_rotation_focal_and_roundtrips(astronaut_shape, tmp_path):
     lm, r_true, _ = synthetic(astronaut_shape, 60, focal=1000.0)
     pose = fit_head_pose(lm, canonical_frames=np.arange(40), smooth_sigma=0)
     err = rotation_errors_deg(pose.R, r_true)
-    assert err.max() < 0.5, err.max()
+    const = constant_pose_errors_deg(r_true)
+    # measured: ours 0.071° mean / 0.165° max; a constant pose 10.0° mean / 14.9° max (poses ±10° per axis);
+    # smoothing these independent per-frame poses (sigma 1 frame) would give 6.9° mean
+    assert err.mean() < 0.02 * const.mean(), f"mean error {err.mean():.3f} deg vs constant pose {const.mean():.2f} deg"
+    assert err.max() < 0.35, err.max()
     assert abs(pose.focal / 1000.0 - 1) < 0.10, pose.focal
     assert pose.reproj_error_px.mean() < 1.0
     assert pose.canonical.shape == (478, 3)

@@ -5,13 +5,16 @@ others (``RASTER_TEST_SEED=random`` draws one) and the seed is printed in every 
 replayed. Finite differences cannot be asked to match across the compositor's thresholds (a splat's α crossing
 1/255 appears or vanishes, a jump of ~0.004 in a pixel): graphdeco's rasterizer has the same steps. Seed 2962766835
 puts one such crossing inside the gradcheck's ε in ``test_composite_gradcheck_means2d``. Comparisons run in float64; the rasterizer and the
-dense reference implement the same semantics independently, so they agree to ~1e-12 (asserted: 1e-4).
+dense reference implement the same semantics independently, so they agree to ~1e-12: measured over seeds 0-60, the
+worst relative error was 2.6e-13 in values and 1.0e-12 in gradients (TOL = 1e-9 leaves ~3 orders of margin; a
+float32 prefix sum slipped into the float64 compositor errs by 2e-6–4e-5: it fails TOL, while 7 of the 9 reference
+tests passed the former tolerances). The float32 path is compared with the float64
+reference: over seeds 0-299 the worst was 9.0e-7 in values and 2.4e-6 in gradients (TOL_F32_* about 10x above).
 """
 from __future__ import annotations
 
 import math
 import os
-import resource
 import sys
 from pathlib import Path
 
@@ -30,7 +33,9 @@ from gt_core.render.gaussians import (RasterOutput, rasterize_batch, rasterize_g
 from gt_core.render.sh import SH_C0, eval_sh, num_sh_bases, rgb_to_sh0  # noqa: E402
 
 F64 = torch.float64
-TOL = 1e-4
+TOL = 1e-9  # float64 torch backend vs float64 dense reference, values and gradients (measured <= 1.0e-12)
+TOL_F32_VALUES = 1e-5  # float32 torch backend vs float64 reference (measured <= 9.0e-7)
+TOL_F32_GRADS = 3e-5  # (measured <= 2.4e-6)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -155,12 +160,12 @@ def test_float32_close_to_float64_reference(seed):
     p64 = leaves(params)
     ref = render_dense_camera(*p64[:5], cam, p64[5], sh_degree=2)
     for k in ("color", "alpha", "depth"):
-        assert rel(getattr(out, k), ref[k]) < 1e-5, f"{k} (seed {seed})"
+        assert rel(getattr(out, k), ref[k]) < TOL_F32_VALUES, f"{k}: {rel(getattr(out, k), ref[k]):.3g} (seed {seed})"
     (out.color.sum() + out.depth.sum()).backward()
     (ref["color"].sum() + ref["depth"].sum()).backward()
     for name, a, b in zip(("means", "quats", "scales", "opacities", "colors", "background"), p32, p64):
         assert a.grad.dtype == torch.float32
-        assert rel(a.grad, b.grad) < 1e-3, f"d/d{name}: {rel(a.grad, b.grad):.3g} (seed {seed})"
+        assert rel(a.grad, b.grad) < TOL_F32_GRADS, f"d/d{name}: {rel(a.grad, b.grad):.3g} (seed {seed})"
 
 
 # ------------------------------------------------------------------------------------------------ semantics
@@ -261,33 +266,71 @@ def test_composite_gradcheck_means2d(seed):
 
 
 # ---------------------------------------------------------------------------------------------- memory bound
-def test_memory_stays_bounded():
-    """20k Gaussians at 128²: no intermediate scales with N·H·W. The compositor never evaluates more than
-    ``chunk_entries`` (pixel, Gaussian) entries at once (plan.max_chunk_entries), and a full fwd+bwd (also the
-    recompute path) raises the process's peak RSS by far less than one dense N×H×W float32 tensor (1.3 GB)."""
-    n, size = 20_000, 128
+MEMORY_CHILD = r"""
+import json, resource, sys
+import torch
+from gt_core.render import torch_rasterizer as tr
+from gt_core.render.cameras import Camera
+from gt_core.render.gaussians import rasterize_torch
+
+torch.set_num_threads(1)
+cache = sys.argv[1] == "cache"
+
+
+def scene(n, size):
     gen = torch.Generator().manual_seed(0)
     cam = Camera(size, size, float(size), float(size), size / 2, size / 2, torch.eye(4))
     z = 2 + 2 * torch.rand(n, generator=gen)
     means = torch.cat([(torch.rand(n, 2, generator=gen) - 0.5) * 1.1 * z[:, None], z[:, None]], 1)
     params = [means, torch.randn(n, 4, generator=gen), torch.exp(-4.5 + 2 * torch.rand(n, 3, generator=gen)),
               torch.sigmoid(torch.randn(n, generator=gen)), torch.rand(n, 3, generator=gen)]
+    return cam, [p.requires_grad_() for p in params]
+
+
+def fwd_bwd(n, size):
+    cam, p = scene(n, size)
+    if not cache:
+        tr.CACHE_ENTRIES = 0  # the bounded-memory path: backward recomputes alpha chunk by chunk
+    out, plan = rasterize_torch(*p, cam, return_plan=True)
+    (out.color.sum() + out.alpha.sum()).backward()
+    ok = all(bool(torch.isfinite(t.grad).all()) for t in p) and out.means2d.grad is not None
+    return plan, ok
+
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+fwd_bwd(200, 32)  # warm-up: one-time allocations (thread pool, allocator arenas) are not the rasterizer's growth
+before = peak()
+plan, ok = fwd_bwd(20_000, 128)
+print(json.dumps({"before": before, "after": peak(), "max_chunk_entries": plan.max_chunk_entries,
+                  "default_chunk_entries": tr.DEFAULT_CHUNK_ENTRIES, "grads_ok": ok}))
+"""
+
+
+@pytest.mark.parametrize("cache", ["cache", "recompute"])
+def test_memory_stays_bounded(cache):
+    """20k Gaussians at 128²: no intermediate scales with N·H·W. Each mode runs in a fresh child process, so its
+    peak RSS is the rasterizer's own (the pytest process's peak is whatever earlier tests left, which would hide
+    any growth). The compositor never evaluates more than ``chunk_entries`` (pixel, Gaussian) entries at once, and
+    a full fwd+bwd raises the child's peak RSS by less than 15 % of one dense N×H×W float32 tensor (1.31 GB).
+    Measured: +107 MB (cache) / +77 MB (recompute); compositing the whole intersection list in one chunk: +312 MB."""
+    import json
+    import subprocess
+
+    n, size = 20_000, 128
     dense_bytes = n * size * size * 4
-    peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    for cache in (True, False):
-        p = leaves(params)
-        old = tr.CACHE_ENTRIES
-        tr.CACHE_ENTRIES = old if cache else 0
-        try:
-            out, plan = rasterize_torch(*p, cam, return_plan=True)
-            (out.color.sum() + out.alpha.sum()).backward()
-        finally:
-            tr.CACHE_ENTRIES = old
-        assert plan.max_chunk_entries <= tr.DEFAULT_CHUNK_ENTRIES
-        assert plan.max_chunk_entries * 1000 < n * size * size
-        assert all(torch.isfinite(t.grad).all() for t in p) and out.means2d.grad is not None
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - peak0
-    assert grown < dense_bytes / 4, f"peak RSS grew by {grown / 2**20:.0f} MiB"
+    proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, cache], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    grown = got["after"] - got["before"]
+    assert grown < 0.15 * dense_bytes, (f"{cache}: peak RSS grew by {grown / 2**20:.0f} MiB "
+                                        f"(bound {0.15 * dense_bytes / 2**20:.0f} MiB)")
+    assert got["grads_ok"]
+    assert got["max_chunk_entries"] <= got["default_chunk_entries"]
+    assert got["max_chunk_entries"] * 1000 < n * size * size
 
 
 # ------------------------------------------------------------------------------------------------ components

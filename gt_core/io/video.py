@@ -51,6 +51,17 @@ def _run(stream, what: str, **kwargs) -> tuple[bytes, bytes]:
         raise InputError(what, f"ffmpeg failed ({tail[0]})", "check the file is a readable video/audio file") from err
 
 
+def _frame_rate(stream_line: str) -> float | None:
+    """The frame rate in ffmpeg's ``Video:`` stream line: its ``fps`` field, else ``tbr``. ffmpeg prints rates of
+    1000 and more with a ``k`` suffix (``1k fps``), which a plain number pattern would miss (and then call a
+    1000-fps video unreadable instead of naming its frame rate)."""
+    for unit in ("fps", "tbr"):
+        m = re.search(rf"(\d+(?:\.\d+)?)(k?) {unit}\b", stream_line)
+        if m:
+            return float(m.group(1)) * (1000.0 if m.group(2) else 1.0)
+    return None
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Read width, height, fps, duration and the audio stream of ``path`` (raises InputError if unreadable)."""
     path = Path(path)
@@ -58,8 +69,10 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise InputError(path, "video file not found", "put the video there or fix `subjects.<name>.video` in the config")
     proc = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True)
     header = proc.stderr
-    video = re.search(r"Stream #\S+.*?: Video: .*?(\d{2,5})x(\d{2,5})[^\n]*?([\d.]+) fps", header)
-    if video is None:
+    stream = re.search(r"Stream #\S+.*?: Video: [^\n]*", header)
+    size = re.search(r"\b(\d{2,5})x(\d{2,5})\b", stream.group(0)) if stream else None
+    rate = _frame_rate(stream.group(0)) if stream else None
+    if size is None or rate is None:
         raise InputError(path, "no readable video stream", "re-encode it, e.g. `ffmpeg -i in -c:v libx264 out.mp4`")
     dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", header)
     if dur is None:
@@ -68,9 +81,9 @@ def probe_video(path: str | Path) -> VideoInfo:
     audio = re.search(r"Stream #\S+.*?: Audio: [^\n]*?(\d+) Hz", header)
     return VideoInfo(
         path=str(path),
-        width=int(video.group(1)),
-        height=int(video.group(2)),
-        fps=float(video.group(3)),
+        width=int(size.group(1)),
+        height=int(size.group(2)),
+        fps=rate,
         duration=duration,
         has_audio=audio is not None,
         audio_rate=int(audio.group(1)) if audio else None,
@@ -125,11 +138,16 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         with wave.open(str(path), "rb") as wf:
             rate, n_ch, width = wf.getframerate(), wf.getnchannels(), wf.getsampwidth()
-            raw = wf.readframes(wf.getnframes())
+            declared = wf.getnframes()
+            raw = wf.readframes(declared)
     except (wave.Error, EOFError) as err:
         raise InputError(path, f"corrupt or non-PCM wav ({err})", "re-extract it: delete the file and re-run") from err
     if width != 2:
         raise InputError(path, f"expected 16-bit PCM, got {8 * width}-bit", "convert with ffmpeg -acodec pcm_s16le")
+    if len(raw) != declared * n_ch * width:  # the file ends before the data its header declares (cut mid-file)
+        held = len(raw) // (n_ch * width)
+        raise InputError(path, f"truncated wav: its header declares {declared / rate:.2f} s, the file holds "
+                               f"{held / rate:.2f} s", "delete it and re-run the step that wrote it (re-extracts it)")
     audio = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
     return audio.reshape(-1, n_ch).mean(axis=1), rate
 

@@ -29,6 +29,10 @@ from gt_core.preprocess.landmarks import Landmarks, detect_landmarks, eye_openne
 
 log = logging.getLogger(__name__)
 AUDIO_RATE = 16000
+FPS_RANGE = (5.0, 120.0)  # frame rates a talking-head video plausibly has (the frames are resampled to 25 fps)
+# The audio may end this much before the video (encoder padding: a few ms on every file seen here); more would be
+# padded with silence under frames whose speech is lost, and the test tail is the end of the video.
+MAX_AUDIO_SHORTFALL_S = 0.2
 
 
 def probe_stage(video: str | Path, out_json: str | Path, required_seconds: float, fps: int = 25) -> VideoInfo:
@@ -40,8 +44,11 @@ def probe_stage(video: str | Path, out_json: str | Path, required_seconds: float
         raise InputError(video, f"video is {info.duration:.2f} s long but the split needs {required_seconds:.2f} s "
                                 f"(longest training clip + gap + test tail)",
                          "use a longer video, or lower `durations` / `test.seconds` / `test.gap_s` in the config")
-    if not 5 <= info.fps <= 120:
-        raise InputError(video, f"implausible frame rate {info.fps} fps", "re-encode it at 25 fps")
+    if not FPS_RANGE[0] <= info.fps <= FPS_RANGE[1]:
+        raise InputError(video, f"implausible frame rate {info.fps:g} fps (expected {FPS_RANGE[0]:g}–"
+                                f"{FPS_RANGE[1]:g}; a broken header, a time-lapse or a slow-motion file?)",
+                         "re-encode it at its real rate, e.g. `ffmpeg -i in -r 25 out.mp4`, and check it plays at "
+                         "normal speed with its audio in sync")
     info.to_json(out_json)
     log.info("probe %s: %dx%d %.2f fps %.2f s audio=%s Hz", video, info.width, info.height, info.fps,
              info.duration, info.audio_rate)
@@ -83,9 +90,12 @@ def audio_stage(video: str | Path, probe_json: str | Path, out_wav: str | Path, 
         extract_audio(video, tmp, rate=AUDIO_RATE)
         audio, rate = read_wav(tmp)
         n = int(round(info.n_frames_25fps / fps * AUDIO_RATE))
-        if len(audio) < 0.5 * n:
+        if len(audio) < n - MAX_AUDIO_SHORTFALL_S * AUDIO_RATE:
             raise InputError(video, f"audio track holds {len(audio) / AUDIO_RATE:.2f} s for {n / AUDIO_RATE:.2f} s "
-                                    "of video (corrupt or truncated audio)", "re-mux the video with its full audio")
+                                    f"of video (truncated or corrupt audio; at most {MAX_AUDIO_SHORTFALL_S:g} s "
+                                    "missing is padded with silence)",
+                             "re-mux the video with its full audio, or cut the video to the audio's length "
+                             "(`ffmpeg -i in -t <seconds> out.mp4`)")
         audio = np.pad(audio, (0, max(0, n - len(audio))))[:n]
         write_wav(tmp, audio, AUDIO_RATE)
 
@@ -137,6 +147,11 @@ def audio_features_stage(wav: str | Path, probe_json: str | Path, name: str, out
     from gt_core.preprocess.audio_features import extract_audio_features
 
     info = VideoInfo.from_json(probe_json)
+    audio, rate = read_wav(wav)  # a truncated wav is an error here, not silently zero-padded features
+    expected = info.n_frames_25fps / fps
+    if abs(len(audio) / rate - expected) > 1.0 / fps:
+        raise InputError(wav, f"holds {len(audio) / rate:.2f} s of audio, the video's {info.n_frames_25fps} frames "
+                              f"need {expected:.2f} s", "delete it and re-run (the audio rule re-extracts it)")
     save_npy(out_npy, extract_audio_features(wav, name, info.n_frames_25fps, fps, model))
 
 
