@@ -212,9 +212,9 @@ def test_every_cell_has_metrics_for_every_protocol(tiny_run, baselines, method):
             # ground truth whose mouth moves; the retrieval floor copies real training mouths chosen by the audio,
             # so its mouth must follow the real one (measured r = 0.65 / 0.66; a static mouth has no r at all)
             sync = m["protocols"][protocol]["mouth_sync"]
-            assert sync["gt_std"] > 0.02, (method, d, protocol, sync)
+            assert {"r", "n", "gt_std"} <= set(sync), (method, d, protocol, sync)
             if method not in LEARNED_METHODS:
-                assert sync["n"] == 3 * FPS and sync["r"] > 0.4, (d, protocol, sync)
+                assert sync["n"] == 3 * FPS and sync["gt_std"] > 0.02 and sync["r"] > 0.4, (d, protocol, sync)
         assert "not applicable" in m["protocols"]["full"]["status"]
         prov = m["provenance"]
         assert prov["config_hash"] and prov["torch"] and prov["code_version"] and prov["device"] == "cpu"
