@@ -399,3 +399,16 @@ def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(cell, tmp_path, monk
     model, ckpt = T.load_checkpoint(tmp_path / T.CKPT_LATEST)
     assert ckpt["stage"] == "canonical" and ckpt["iteration"] == 5 and model.n_points > 0
     assert not (tmp_path / T.CKPT_FINAL).exists()
+
+
+def test_train_info_says_whether_the_perceptual_term_was_active(trained):
+    """train.json's provenance (and so every metrics.json) records the VGG term's state, the extent and the audio
+    normalisation that training used."""
+    info = GaussianTalkerMethod().train_info(trained)
+    perceptual = info["perceptual_loss"]
+    assert perceptual["weight"] == 0.01 and perceptual["status"].startswith("vgg:")
+    assert perceptual["active"] == ("unavailable" not in perceptual["status"])
+    assert info["extent_mode"] == "cloud" and info["scene_extent"] == info["cloud_diagonal"] > 0
+    assert info["audio_standardised"] is True and info["n_gaussians"] > 0
+    rows = read_log(trained.parent / T.LOG_NAME)
+    assert all(r["vgg"] == "" for r in rows) or perceptual["active"]  # an empty column: the term was not in the loss

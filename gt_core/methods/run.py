@@ -109,7 +109,7 @@ def train_stage(cell_dir: str | Path, method_name: str, preset: str, overrides: 
     info = method.train_info(Path(checkpoint))
     record = {
         "method": method_name, "checkpoint": Path(checkpoint).name, "hyperparameters": cfg,
-        "train_frames": int(len(cell.train)), "train_wall_time_s": wall, "train_info": info,
+        "train_frames": int(len(cell.train)), "train_wall_time_s": wall,
         "provenance": {**provenance(device, seed, preset, config_hash), "train_info": info},
     }
     save_json(out_dir / "train.json", record)
