@@ -25,9 +25,13 @@ decimetres), and uses the same extent for the densification thresholds (``percen
 We compute it the same way in our head frame (``extent: camera``, :func:`camera_extent`, metres; floored at
 ``min_extent`` = 2 cm so that a speaker who never moves does not get a zero LR): the xyz LR and the thresholds use
 it in metres, the network and grid LRs use it in the original's units (metres / ``xyz_offset_unit``), times the
-preset's ``network_lr_scale`` (1 in ``paper``). ``extent: cloud`` (the initial cloud's AABB diagonal, ≈ 0.3 m: about
-3× the camera extent, which made clones rarer and the xyz LR 3× the original's) is kept for comparison. Measured
-(demo subject / HDTF clips, training frames): see ``init_stats`` in the checkpoint and the closing note of the issue.
+preset's ``network_lr_scale`` (1 in ``paper``). Measured camera extents: demo subject 0.203 m (camera ≈ 2 m
+away), the four HDTF clips 0.13–0.29 m (camera 0.6–0.7 m away), i.e. 0.8–1.8 head widths — the order of the
+original's (head ≈ 1.6 tracker units). ``extent: cloud`` (the initial cloud's AABB diagonal: 0.344 m on the demo
+subject, 1.7× its camera extent, 2.4 head widths) was this module's earlier choice; it stays for the ``tiny``/``small``
+presets, whose few, large Gaussians the world-scale prune at 0.1 × a camera extent would remove. On the demo 10 s
+cell's canonical stage both extents fill the 6,000 cap; median Gaussian scale 2.1 mm (camera) vs 3.1 mm (cloud).
+``init_stats`` in the checkpoint (and ``train_info`` in ``train.json``) record both values for every run.
 
 *Audio.* The original feeds the DeepSpeech logits raw; ``audio_normalisation: auto`` does the same for
 ``deepspeech`` and standardises the other features (log-mel in dB, wakeword embeddings) per channel with the
