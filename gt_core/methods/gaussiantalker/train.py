@@ -588,12 +588,17 @@ def camera_extent(c2w: np.ndarray) -> float:
     return float(1.1 * np.linalg.norm(centres - centres.mean(0), axis=1).max())
 
 
+def cloud_diagonal(points: np.ndarray) -> float:
+    """The AABB diagonal of ``points`` [P, 3] (``extent: cloud``)."""
+    return float(np.linalg.norm(points.max(0) - points.min(0)))
+
+
 def scene_extent(cell: CellData, points: np.ndarray, tc: TrainConfig) -> float:
     """The world size behind the LR scale and the densification thresholds (``extent``, see the module docstring)."""
     if tc.extent == "camera":
         return max(camera_extent(cell.train.c2w), tc.min_extent)
     if tc.extent == "cloud":
-        return float(np.linalg.norm(points.max(0) - points.min(0)))
+        return cloud_diagonal(points)
     raise InputError("method_params.gaussiantalker.extent", f"unknown value {tc.extent!r}", "use 'camera' or 'cloud'")
 
 
@@ -634,7 +639,7 @@ def init_model(cell: CellData, tc: TrainConfig, mcfg: ModelConfig, device: torch
         model.audio_mean.copy_(torch.from_numpy(audio.mean(0)).float())
         model.audio_std.copy_(torch.from_numpy(audio.std(0) + 1e-5).float())
     stats.update(scene_extent=extent, extent_mode=tc.extent, camera_extent=camera_extent(train.c2w),
-                 cloud_diagonal=float(np.linalg.norm(hi - lo)), audio_standardised=standardise)
+                 cloud_diagonal=cloud_diagonal(pts), audio_standardised=standardise)
     return model.to(device), stats
 
 
