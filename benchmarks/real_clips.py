@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/real_clips.py [--clips ../shared/data/hdtf] [--methods retrieval gaussiantalker]
         [--durations 2 4 6] [--test-seconds 1.5] [--preset demo] [--resolution 128] [--workdir DIR]
-        [--train-sample 25] [--cores 2] [--device cpu]
+        [--train-sample 25] [--cores 2] [--device cpu] [--audio-features mel] [--params '{"gaussiantalker": {...}}']
 
 One subject per clip in ``--clips``; the real Snakemake DAG runs in ``--workdir`` (default
 ``benchmarks/out/real_clips``) up to every cell's metrics.json; then every trained cell re-renders its training frames
@@ -14,6 +14,7 @@ ground truth | render video per cell (``videos/``) into the workdir. Logic: :mod
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -39,13 +40,16 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-videos", action="store_true")
+    ap.add_argument("--audio-features", default="mel", help="mel | wakeword | deepspeech (the config's key)")
+    ap.add_argument("--params", default=None, help="method_params as JSON: {method: {hyper-parameter: value}}")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
     try:
         table = run_benchmark(args.clips, args.workdir, args.methods, args.durations, args.test_seconds, args.preset,
                               args.resolution, args.train_sample, args.cores, args.device,
-                              videos=not args.no_videos)
+                              method_params=json.loads(args.params) if args.params else None,
+                              videos=not args.no_videos, audio_features=args.audio_features)
     except InputError as err:
         raise SystemExit(f"error: {err}")
     print(table_markdown(table))

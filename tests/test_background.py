@@ -8,6 +8,7 @@ from gt_core.preprocess.background import (
     background_plate,
     background_valid,
     compose_head_protocol,
+    torso_background,
     iter_head_protocol,
 )
 from gt_core.preprocess.masks import BACKGROUND, HEAD, TORSO
@@ -101,3 +102,34 @@ def test_compose_head_protocol_semantics():
     chunks = list(iter_head_protocol(frames, labels, plate, chunk=2))
     assert [c[0].tolist() for c in chunks] == [[0, 1], [2]]
     np.testing.assert_array_equal(np.concatenate([c[2] for c in chunks]), target)
+
+
+def test_neck_continues_behind_the_chin_and_nowhere_else():
+    """The head-protocol background continues the neck upwards into the head region behind the chin (as the
+    originals' torso images), so a head render that falls short of the mask shows neck, not the plate; background
+    pixels, torso pixels and head pixels without a neck under them keep what they were."""
+    h = w = 128  # extension 13 rows, colour read 1 row below the neck's top
+    frames = np.full((1, h, w, 3), 50, np.uint8)
+    labels = np.zeros((1, h, w), np.uint8)
+    labels[0, 20:81, 40:89] = HEAD
+    labels[0, 81:, 50:79] = TORSO  # neck under the chin
+    labels[0, 100:, 20:31] = TORSO  # a shoulder with background above it
+    frames[0, 81:, 50:79] = 200
+    frames[0, 100:, 20:31] = 120
+    plate = np.full((h, w, 3), 9, np.uint8)
+    bgt, _ = compose_head_protocol(frames, labels, plate)
+    bgt = bgt[0, ..., 0].astype(int)
+    # behind the chin, away from the blurred side edges: the neck colour darkened 2 % a row, 13 rows up
+    for k in (1, 6, 12):
+        np.testing.assert_allclose(bgt[81 - k, 55:74], 200 * 0.98 ** k, atol=1.5)
+    assert (9 < bgt[81 - 13, 55:74]).all() and (bgt[81 - 13, 55:74] < 200 * 0.98 ** 13).all(), "blurred top row"
+    assert (bgt[20:81 - 13, 40:89] == 9).all(), "the extension must stop 13 rows above the neck"
+    assert (bgt[20:81, 40:49] == 9).all() and (bgt[20:81, 80:89] == 9).all(), "no neck below: plate"
+    assert (bgt[labels[0] == BACKGROUND] == 9).all(), "background pixels keep the plate"
+    assert (bgt[labels[0] == TORSO] == frames[0, ..., 0][labels[0] == TORSO]).all(), "torso pixels are the frame's"
+    again, mask = torso_background(frames, labels, plate)
+    assert mask.sum() == 13 * 29 and (labels[mask] == HEAD).all()
+    np.testing.assert_array_equal(again[0, ..., 0], bgt)
+    other_face = frames.copy()
+    other_face[labels == HEAD] = 255
+    np.testing.assert_array_equal(torso_background(other_face, labels, plate)[0], again), "no head pixel is read"

@@ -25,7 +25,7 @@ from gt_core.methods.gaussiantalker.model import (
     face_mesh_triangles,
     sinusoidal_encoding,
 )
-from gt_core.methods.losses import l1_loss, lip_l1, load_vgg16_perceptual, ssim
+from gt_core.methods.losses import lip_l1, l1_loss, load_vgg16_perceptual, ssim
 from gt_core.methods.registry import get_method
 from gt_core.preprocess.landmarks import LIPS
 from gt_core.render.cameras import Camera
@@ -412,3 +412,50 @@ def test_train_info_says_whether_the_perceptual_term_was_active(trained):
     assert info["audio_standardised"] is True and info["n_gaussians"] > 0
     rows = read_log(trained.parent / T.LOG_NAME)
     assert all(r["vgg"] == "" for r in rows) or perceptual["active"]  # an empty column: the term was not in the loss
+
+
+def test_zero_offset_gain_starts_the_deformation_at_the_canonical_gaussians():
+    """``offset_head_gain = 0`` (demo): every offset is exactly 0 before training, so the deformation stage starts
+    from the canonical reconstruction; the released gain 0.1 moves every Gaussian by ~1 cm (0.1 units × 0.1 m)."""
+    torch.manual_seed(0)
+    pts = torch.rand(300, 3) * 0.15
+    aabb = torch.tensor([[0.0] * 3, [0.15] * 3])
+    args = (torch.randn(3, 8, 16, 29), torch.rand(3), torch.eye(4).repeat(3, 1, 1))
+    moved = {}
+    for gain in (0.0, 0.1):
+        model = GaussianTalkerModel(pts, None, 29, aabb, ModelConfig(offset_head_gain=gain), 0.17)
+        model.bake()
+        canon = model.canonical()
+        state, _ = model.deform(canon, model.features(), *args)
+        moved[gain] = float((state.xyz - canon.xyz[None]).norm(dim=-1).mean())
+        if gain == 0.0:
+            for a, b in ((state.log_scale, canon.log_scale), (state.rotation, canon.rotation),
+                         (state.opacity_logit, canon.opacity_logit), (state.shs, canon.shs)):
+                assert torch.equal(a, b.expand_as(a))
+    assert moved[0.0] == 0.0 and moved[0.1] > 0.003, moved
+
+
+def test_offset_ablation_renders_what_it_says(trained, cell):
+    """The diagnosis' renders: all offsets = the method's render; no offsets = the canonical Gaussians (a model
+    whose offset heads output 0 renders the same with and without them)."""
+    from gt_core.methods.gaussiantalker import diagnose as D
+
+    model, ckpt = T.load_checkpoint(trained)
+    sh = T.sh_degree_at(T.TrainConfig.from_dict(ckpt["train_config"]), "deform", 1)
+    data = T.FrameData(cell, "train", CPU, model.cfg.audio_context)
+    full = D.render_with_offsets(model, data, set(D.OFFSETS), sh)
+    with torch.no_grad():
+        ref, _ = T.render_frames(model, data, sh, 8)
+    np.testing.assert_array_equal(full, ref.numpy())
+    none = D.render_with_offsets(model, data, set(), sh)
+    assert np.abs(none.astype(int) - full.astype(int)).max() > 0, "the trained offsets change the render"
+    for h in model.offsets.heads.values():
+        torch.nn.init.zeros_(h[-1].weight)
+        torch.nn.init.zeros_(h[-1].bias)
+    np.testing.assert_array_equal(D.render_with_offsets(model, data, set(), sh),
+                                  D.render_with_offsets(model, data, set(D.OFFSETS), sh))
+    np.testing.assert_array_equal(D.render_with_offsets(model, data, set(), sh), none)
+    still = D.offset_field(model, cell, CPU, every=1)  # zero heads: no offset at all
+    assert still["constant_mm"] == 0.0 and still["varying_mm"] == 0.0 and still["lip_separation_std_mm"] == 0.0
+    jitter = D.head_frame_jitter(cell)
+    assert jitter["mouth_centre_jitter_px"] > 0 and jitter["lip_gap_std_px"] > 0  # the synthetic cameras move

@@ -4,6 +4,15 @@ The plate is the per-pixel median, over the given frames, of the pixels labelled
 ``margin_px`` from any foreground pixel of that frame (the originals' ``bc.jpg`` rule keeps 5 px away from the
 parsing mask to avoid halos of hair and shoulders). Pixels never seen that way (usually behind the body) are
 inpainted with OpenCV's Telea method. Only ``frame_indices`` are read: fit it on a cell's training frames.
+
+The `head` protocol's per-pixel background is the frame's own torso/neck over the plate. Where the head mask reaches
+below the jaw (it is the jaw line pushed out, see :mod:`gt_core.preprocess.masks`), a head render that does not fill
+the mask — a retrieved head from another frame, or a Gaussian head whose chin sits a pixel higher — would show the
+plate as a light crescent between jaw and neck. So, as the originals build their torso image (``process.py``'s
+vertical in-painting of the neck), :func:`torso_background` continues every column's top torso colour upwards
+into the head region behind the chin (darkening 2 % a pixel, then a small blur), and only the head pixels above the
+neck get it: background pixels keep the plate. Lengths follow the original's 512-px numbers (48 + 4 px up, taken 4
+px below the neck's top) scaled to the frame width.
 """
 from __future__ import annotations
 
@@ -13,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from gt_core.preprocess.masks import BACKGROUND, TORSO
+from gt_core.preprocess.masks import BACKGROUND, HEAD, TORSO
 
 _BAND_BYTES = 48 * 2**20  # memory of one row band of float32 samples in the median
 
@@ -78,6 +87,53 @@ def background_plate(
     return plate, seen
 
 
+NECK_EXTEND_PX512 = 52  # rows above the neck's top pixel that get its colour, at 512 px (the original's 48 + 4)
+NECK_SOURCE_DOWN_PX512 = 4  # the colour is read this far below the neck's top pixel (the original's push_down)
+NECK_DARKEN = 0.98  # per row of the extension (the original's darken_scaler)
+
+
+def torso_background(
+    frames: np.ndarray,  # [N, H, W, 3] uint8
+    labels: np.ndarray,  # [N, H, W] uint8
+    plate: np.ndarray,  # [H, W, 3] uint8
+) -> tuple[np.ndarray, np.ndarray]:
+    """The head protocol's per-pixel background [N, H, W, 3] uint8 — the plate, the frame's torso pixels, and the
+    neck continued behind the chin — and the mask [N, H, W] bool of those continued (head-labelled) pixels.
+
+    Per column whose top torso pixel has a head pixel right above it: the colour ``NECK_SOURCE_DOWN`` rows below that
+    top (less if the column's torso is shorter) fills the contiguous run of head pixels above it, at most
+    ``NECK_EXTEND`` rows, darkened by ``NECK_DARKEN`` per row; the filled pixels are then replaced by their values
+    in the blurred background (a Gaussian the size of the original's 5 × 5 at 512 px, at least 3 × 3) so that
+    columns do not streak. No head pixel of the frame is read.
+    """
+    assert frames.ndim == 4 and labels.shape == frames.shape[:3], (frames.shape, labels.shape)
+    assert plate.shape == frames.shape[1:], (plate.shape, frames.shape)
+    n, h, w, _ = frames.shape
+    scale = w / 512.0
+    length = max(1, int(round(NECK_EXTEND_PX512 * scale)))
+    down = int(round(NECK_SOURCE_DOWN_PX512 * scale))
+    torso, head = labels == TORSO, labels == HEAD
+    out = np.where(torso[..., None], frames, plate[None])
+    top = torso.argmax(axis=1)  # [N, W] first torso row per column
+    count = torso.sum(axis=1)  # [N, W]
+    nn_, xx = np.meshgrid(np.arange(n), np.arange(w), indexing="ij")  # [N, W] each
+    alive = (count > 0) & (top > 0) & head[nn_, np.maximum(top - 1, 0), xx]
+    colour = frames[nn_, np.clip(top + np.minimum(count - 1, down), 0, h - 1), xx].astype(np.float32)  # [N, W, 3]
+    mask = np.zeros((n, h, w), bool)
+    for k in range(1, length + 1):
+        y = np.maximum(top - k, 0)
+        alive &= (top - k >= 0) & head[nn_, y, xx]
+        if not alive.any():
+            break
+        fn, fy, fx = nn_[alive], y[alive], xx[alive]
+        out[fn, fy, fx] = np.clip(np.round(colour[alive] * NECK_DARKEN ** k), 0, 255).astype(np.uint8)
+        mask[fn, fy, fx] = True
+    ksize = max(3, int(round(5 * scale)) | 1)
+    for i in np.nonzero(mask.any(axis=(1, 2)))[0]:
+        out[i][mask[i]] = cv2.GaussianBlur(out[i], (ksize, ksize), 0)[mask[i]]
+    return out, mask
+
+
 def compose_head_protocol(
     frames: np.ndarray,  # [N, H, W, 3] uint8
     labels: np.ndarray,  # [N, H, W] uint8
@@ -86,17 +142,17 @@ def compose_head_protocol(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `head` protocol's images for ``indices`` (default all frames), each [K, H, W, 3] uint8:
 
-    * ``background_with_torso``: the plate, with the frame's ground-truth torso/neck (label 1) pasted over it; it
-      is handed to every method as its per-pixel background;
+    * ``background_with_torso``: the plate, with the frame's ground-truth torso/neck (label 1) pasted over it and
+      the neck continued into the head region behind the chin (:func:`torso_background`); it is handed to
+      every method as its per-pixel background;
     * ``target``: the frame where label is torso or head, the plate where background.
     """
     assert frames.ndim == 4 and labels.shape == frames.shape[:3], (frames.shape, labels.shape)
     assert plate.shape == frames.shape[1:], (plate.shape, frames.shape)
     idx = np.arange(len(frames)) if indices is None else np.asarray(indices, dtype=np.int64)
     f, lab = frames[idx], labels[idx]
-    torso = (lab == TORSO)[..., None]
     fg = (lab != BACKGROUND)[..., None]
-    background_with_torso = np.where(torso, f, plate[None])
+    background_with_torso, _ = torso_background(f, lab, plate)
     target = np.where(fg, f, plate[None])
     return background_with_torso, target
 

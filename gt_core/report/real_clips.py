@@ -87,13 +87,15 @@ def find_clips(clips_dir: str | Path) -> list[Path]:
 
 def benchmark_config(clips: Sequence[Path], methods: Sequence[str], durations: Sequence[float],
                      test_seconds: float = 1.5, preset: str = "demo", resolution: int = 128,
-                     device: str = "cpu", method_params: dict | None = None) -> dict[str, Any]:
+                     device: str = "cpu", method_params: dict | None = None, audio_features: str = "mel"
+                     ) -> dict[str, Any]:
     """The Snakemake config (keys of config/schema/config.schema.yaml) for one subject per clip."""
     cfg = {
         "subjects": {name: {"video": str(Path(p).resolve())} for name, p in subject_names(clips).items()},
         "durations": [float(d) if float(d) != int(d) else int(d) for d in durations],
         "test": {"mode": "tail", "gap_s": 0.0, "seconds": float(test_seconds)},
         "resolution": int(resolution), "methods": list(methods), "preset": preset, "device": device,
+        "audio_features": audio_features,
     }
     if method_params:
         cfg["method_params"] = method_params
@@ -297,7 +299,8 @@ def write_table(table: pd.DataFrame, workdir: Path) -> tuple[Path, Path]:
 def run_benchmark(clips_dir: str | Path, workdir: str | Path, methods: Sequence[str] = ("retrieval",),
                   durations: Sequence[float] = (2, 4, 6), test_seconds: float = 1.5, preset: str = "demo",
                   resolution: int = 128, train_sample: int = 25, cores: int = 2, device: str = "cpu",
-                  method_params: dict | None = None, videos: bool = True) -> pd.DataFrame:
+                  method_params: dict | None = None, videos: bool = True, audio_features: str = "mel"
+                  ) -> pd.DataFrame:
     """Config → DAG → self-reconstruction + blink agreement → table (CSV + markdown) and videos in ``workdir``.
     Returns the table (:data:`TABLE_COLUMNS`)."""
     from gt_core.methods.run import resolve_device
@@ -308,7 +311,8 @@ def run_benchmark(clips_dir: str | Path, workdir: str | Path, methods: Sequence[
     workdir = Path(workdir).resolve()
     sample_rows(10, train_sample)  # a bad --train-sample fails before the DAG runs
     clips = find_clips(clips_dir)
-    cfg = benchmark_config(clips, methods, durations, test_seconds, preset, resolution, device, method_params)
+    cfg = benchmark_config(clips, methods, durations, test_seconds, preset, resolution, device, method_params,
+                           audio_features)
     start = time.perf_counter()
     run_dag(workdir, cfg, cores=cores)
     log.info("DAG done in %.0f s", time.perf_counter() - start)

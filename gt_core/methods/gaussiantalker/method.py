@@ -29,7 +29,9 @@ Presets (every schedule number scaled by the preset's iteration counts, see :fun
   the demo subject). Deformation batches are single frames: at the same CPU time, 1,400 steps of 1 frame fit the
   mouth better than 700 steps of 2 (demo 20 s cell: rendered mouth-opening amplitude 0.068 vs 0.060 against the
   ground truth's 0.086, LMD 1.76 vs 2.02, PSNR 33.2 vs 33.2); the canonical stage's last 100 its (loss 0.0228 →
-  0.0224) pay for the extra steps.
+  0.0224) pay for the extra steps. The offset heads start at zero (``offset_head_gain = 0``; the released init, Xavier
+  gain 0.1, moves every Gaussian by ~1 cm at the first deformation step): see the model's *Deviations* (Bob
+  Menendez 6 s: training-frame mouth_sync 0.45 → 0.59).
 * ``small`` — the smallest budget that learns (the end-to-end test's learning checks; ~1 min a 128-px cell on 2
   cores): 100 + 400 its, batch 1 / 1, 1,000 initial points, cap 2,000, the densification threshold and cloud extent
   of ``tiny``, network/grid LRs × 6 on top of the extent scale. On the demo subject's 4 s cell (1 thread): PSNR 31.7,
@@ -100,7 +102,7 @@ class GaussianTalkerMethod(Method):
                              densify_grad_threshold=2e-4, extent="cloud", network_lr_scale=6.0, checkpoint_every=50,
                              render_batch=8),
         "demo": make_preset(400, 1400, batch_deform=1, n_init_points=3000, max_gaussians=6000, color_init="frame",
-                            network_lr_scale=2.5, checkpoint_every=100, render_batch=8),
+                            network_lr_scale=2.5, offset_head_gain=0.0, checkpoint_every=100, render_batch=8),
         "paper": make_preset(PAPER_CANONICAL_ITERS, PAPER_DEFORM_ITERS, batch_deform=32, n_init_points=34650,
                              max_gaussians=50000, color_init="random", checkpoint_every=500, render_batch=32),
     }

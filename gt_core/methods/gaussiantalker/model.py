@@ -37,6 +37,14 @@ Deviations from the released code (each with its reason):
   (BFM/1e5 ≈ decimetres; the head ≈ 1.6 units wide, 7 units from the camera), ours is the metre (the head ≈ 0.15
   wide). Without it the small-gain initial offsets (≈ 0.07 units) would move Gaussians by half a head at the start
   of the deformation stage instead of a few millimetres. Every other offset is in unit-free pre-activation space.
+* ``offset_head_gain`` (0.1 = the released init; 0 in ``demo``): with gain 0.1 the untrained Δμ head moves every
+  Gaussian by ~1 cm (0.1 units × 0.1 m, in the original's units too) at the first deformation step, a random
+  displacement of the canonical reconstruction that the original's 320,000 frame samples have time to absorb.
+  Zero-initialised heads start the deformation at the canonical Gaussians (the last layer gets gradients at once,
+  the layers before it through it). On a real clip (Bob Menendez, 6 s, ``demo``): training-frame mouth_sync 0.45 →
+  0.59, PSNR 31.0 → 31.8, and the lip Gaussians' separation follows the ground-truth gap at r = 0.58 instead of
+  0.22 (``benchmarks/gaussiantalker_mouth.py``). Both runs end with a ~7 mm per-Gaussian constant Δμ (mostly along
+  the viewing direction, which the image hardly constrains), so that part is learned, not left over from the init.
 Read from the released code (``scene/deformation.py``, ``scene/transformer/``, ``scene/networks.py``) and followed:
 the eye encoding multiplies the blink value by ``10000^(2⌊i/2⌋/32)`` (the code names the factor ``div_term`` but
 multiplies by it, so the high channels oscillate thousands of times over [0, 1]); the q/k/v/o projections and both
@@ -89,6 +97,7 @@ class ModelConfig:
     audio_context: int = 8
     eye_enc_dim: int = 32
     xyz_offset_unit: float = 0.1  # metres per unit of the Δμ head's output (the original's tracker units: decimetres)
+    offset_head_gain: float = LAST_LAYER_GAIN  # Xavier gain of the offset heads' last layers (released: 0.1)
     triplane_attributes: list[str] = field(default_factory=lambda: ["opacity", "shs"])
 
     def __post_init__(self) -> None:
@@ -117,9 +126,10 @@ def small_init_(linear: nn.Linear, gain: float = LAST_LAYER_GAIN) -> nn.Linear:
     return linear
 
 
-def init_like_released(modules: list[nn.Module]) -> None:
+def init_like_released(modules: list[nn.Module], offset_gain: float = LAST_LAYER_GAIN) -> None:
     """The released code's init of its deformation network: Xavier-uniform (gain 1) on every Linear weight, biases at
-    PyTorch's default, then Xavier gain 0.1 with zero bias on every attribute head's last layer (``mlp_init_zeros``)."""
+    PyTorch's default, then Xavier gain 0.1 with zero bias on every attribute head's last layer (``mlp_init_zeros``);
+    ``offset_gain`` replaces the 0.1 of the offset heads (0: the deformation starts at the canonical Gaussians)."""
     for module in modules:
         for m in module.modules():
             if isinstance(m, nn.Linear):
@@ -128,7 +138,7 @@ def init_like_released(modules: list[nn.Module]) -> None:
         for m in module.modules():
             if isinstance(m, (CanonicalHeads, OffsetHeads)):
                 for h in m.heads.values():
-                    small_init_(h[-1])
+                    small_init_(h[-1], offset_gain if isinstance(m, OffsetHeads) else LAST_LAYER_GAIN)
 
 
 def head(d_in: int, width: int, d_out: int) -> nn.Sequential:
@@ -322,7 +332,7 @@ class GaussianTalkerModel(nn.Module):
         self.conditions = ConditionTokens(audio_dim, cfg)
         self.attention = SpatialAudioAttention(cfg)
         self.offsets = OffsetHeads(cfg.d_model, cfg.offset_width)
-        init_like_released(self.network_modules())
+        init_like_released(self.network_modules(), cfg.offset_head_gain)
         self.register_buffer("audio_mean", torch.zeros(audio_dim))
         self.register_buffer("audio_std", torch.ones(audio_dim))
         self.register_buffer("baked", torch.tensor(False))
