@@ -117,7 +117,7 @@ def test_neck_continues_behind_the_chin_and_nowhere_else():
     frames[0, 81:, 50:79] = 200
     frames[0, 100:, 20:31] = 120
     plate = np.full((h, w, 3), 9, np.uint8)
-    bgt, _ = compose_head_protocol(frames, labels, plate)
+    bgt, _ = torso_background(frames, labels, plate)
     bgt = bgt[0, ..., 0].astype(int)
     # behind the chin, away from the blurred side edges: the neck colour darkened 2 % a row, 13 rows up
     for k in (1, 6, 12):

@@ -87,6 +87,9 @@ def background_plate(
     return plate, seen
 
 
+# Off by default for now: switching it on changed the trajectory of the `small` preset's learning check (mouth_sync
+# on the end-to-end cell 0.5 -> -0.11 at the same seed), which must be re-tuned first (issue 12).
+CONTINUE_NECK = False
 NECK_EXTEND_PX512 = 52  # rows above the neck's top pixel that get its colour, at 512 px (the original's 48 + 4)
 NECK_SOURCE_DOWN_PX512 = 4  # the colour is read this far below the neck's top pixel (the original's push_down)
 NECK_DARKEN = 0.98  # per row of the extension (the original's darken_scaler)
@@ -143,8 +146,8 @@ def compose_head_protocol(
     """The `head` protocol's images for ``indices`` (default all frames), each [K, H, W, 3] uint8:
 
     * ``background_with_torso``: the plate, with the frame's ground-truth torso/neck (label 1) pasted over it and
-      the neck continued into the head region behind the chin (:func:`torso_background`); it is handed to
-      every method as its per-pixel background;
+      (with ``CONTINUE_NECK``) the neck continued into the head region behind the chin (:func:`torso_background`);
+      it is handed to every method as its per-pixel background;
     * ``target``: the frame where label is torso or head, the plate where background.
     """
     assert frames.ndim == 4 and labels.shape == frames.shape[:3], (frames.shape, labels.shape)
@@ -152,7 +155,10 @@ def compose_head_protocol(
     idx = np.arange(len(frames)) if indices is None else np.asarray(indices, dtype=np.int64)
     f, lab = frames[idx], labels[idx]
     fg = (lab != BACKGROUND)[..., None]
-    background_with_torso, _ = torso_background(f, lab, plate)
+    if CONTINUE_NECK:
+        background_with_torso, _ = torso_background(f, lab, plate)
+    else:
+        background_with_torso = np.where((lab == TORSO)[..., None], f, plate[None])
     target = np.where(fg, f, plate[None])
     return background_with_torso, target
 
