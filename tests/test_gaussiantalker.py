@@ -25,7 +25,7 @@ from gt_core.methods.gaussiantalker.model import (
     face_mesh_triangles,
     sinusoidal_encoding,
 )
-from gt_core.methods.losses import lip_l1, l1_loss, load_vgg16_perceptual, ssim
+from gt_core.methods.losses import l1_loss, lip_l1, load_vgg16_perceptual, ssim
 from gt_core.methods.registry import get_method
 from gt_core.preprocess.landmarks import LIPS
 from gt_core.render.cameras import Camera

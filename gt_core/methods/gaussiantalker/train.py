@@ -85,7 +85,7 @@ from gt_core.methods.gaussiantalker.model import (
     initial_point_cloud,
     point_colors,
 )
-from gt_core.methods.losses import lip_l1, l1_loss, load_vgg16_perceptual, ssim
+from gt_core.methods.losses import l1_loss, lip_l1, load_vgg16_perceptual, ssim
 from gt_core.render.cameras import Camera
 from gt_core.render.gaussians import rasterize_gaussians
 from gt_core.render.torch_rasterizer import LOWPASS_PX2
