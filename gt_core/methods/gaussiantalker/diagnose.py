@@ -21,19 +21,13 @@ from scipy.ndimage import gaussian_filter1d
 from gt_core.data.cell import CellData
 from gt_core.methods.gaussiantalker import train as T
 from gt_core.methods.gaussiantalker.model import GaussianTalkerModel
-from gt_core.preprocess.landmarks import LIPS_INNER_LOWER, LIPS_INNER_UPPER, MOUTH_LEFT, MOUTH_RIGHT
+from gt_core.preprocess.landmarks import LIPS_INNER_LOWER, LIPS_INNER_UPPER, mouth_opening
 
 # mediapipe face-mesh lip contours without the corners (outer and inner rings)
 UPPER_LIP = np.array([185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415])
 LOWER_LIP = np.array([146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324])
 LIP_RADIUS_M = 0.008  # Gaussians within this distance of a lip landmark (canonical frame) belong to that lip
 OFFSETS = ("xyz", "scale", "rotation", "opacity", "shs")
-
-
-def lip_gap(landmarks: np.ndarray) -> np.ndarray:
-    """Inner-lip gap over mouth width per frame from face-mesh points ``[N, 478, ≥2]`` (pixels): ``[N]``."""
-    gap = np.linalg.norm(landmarks[:, LIPS_INNER_LOWER, :2] - landmarks[:, LIPS_INNER_UPPER, :2], axis=-1)
-    return gap / np.linalg.norm(landmarks[:, MOUTH_RIGHT, :2] - landmarks[:, MOUTH_LEFT, :2], axis=-1)
 
 
 def render_with_offsets(model: GaussianTalkerModel, data: T.FrameData, keep: set[str], sh_degree: int,
@@ -111,7 +105,7 @@ def offset_field(model: GaussianTalkerModel, cell: CellData, device: torch.devic
     upper = (dist_up < LIP_RADIUS_M) & (dist_up < dist_lo)
     lower = (dist_lo < LIP_RADIUS_M) & (dist_lo <= dist_up)
     separation = d[:, lower, 1].mean(1) - d[:, upper, 1].mean(1)  # [F] mm, negative = lower lip below upper
-    gap = lip_gap(cell.train.landmarks[idx])
+    gap = mouth_opening(cell.train.landmarks[idx])
     return {"n_frames": int(len(idx)), "n_upper_lip": int(upper.sum()), "n_lower_lip": int(lower.sum()),
             "constant_mm": float(np.linalg.norm(constant, axis=1).mean()),
             "varying_mm": float(np.linalg.norm(varying.std(0), axis=1).mean()),
