@@ -97,9 +97,10 @@ def test_no_plate_behind_the_chin(hdtf_run):
     head-protocol background in a band along the mask's edge; where a neck lies below (head pixels with torso within
     4 rows under them), that background continues the neck (``torso_background``) instead of showing the plate.
 
-    Measured on the four clips' 6-s cells (1.5-s tail): mean |background − frame| in that band 15 / 11 / 35 / 17
-    levels against the plate's 41 / 60 / 61 / 96 (ratios 0.37 / 0.18 / 0.58 / 0.18; Ed Markey's neck is labelled
-    head down to his collar, so his band is mostly collar). Without the continuation the ratio is 1."""
+    Measured on the four clips' 6-s cells (1.5-s tail), as a fraction of the plate's mean |background − frame| in
+    that band (41 / 60 / 61 / 96 levels for Bob Menendez / Ocasio-Cortez / Ed Markey / Radio): 0.36 / 0.21 / 0.59 /
+    0.23 (Ed Markey's neck is labelled head down to his collar, so his band is mostly collar); 8 px of fill instead of
+    16 (at 512 px) give 0.60 / 0.55 / 0.73 / 0.57, no continuation 1."""
     import cv2
 
     from gt_core.data.cell import load_cell

@@ -11,8 +11,16 @@ the mask — a retrieved head from another frame, or a Gaussian head whose chin 
 plate as a light crescent between jaw and neck. So, as the originals build their torso image (``process.py``'s
 vertical in-painting of the neck), :func:`torso_background` continues every column's top torso colour upwards
 into the head region behind the chin (darkening 2 % a pixel, then a small blur), and only the head pixels above the
-neck get it: background pixels keep the plate. Lengths follow the original's 512-px numbers (48 + 4 px up, taken 4
-px below the neck's top) scaled to the frame width.
+neck get it: background pixels keep the plate. The colour is read 4 px below the neck's top (the original's
+``push_down``); lengths are given at 512 px and scaled to the frame width.
+
+Deviation: the fill reaches 16 px up at 512 px (4 px at 128), not the original's 48 + 4. Our head mask ends
+``JAW_MARGIN`` (3 % of the face height, ~2 px at 128) below the jaw, so 52 px reach ~11 px into the real chin, and a
+skin-coloured chin behind the head takes away the photometric signal of the jaw's motion: on the end-to-end demo
+cell (4 s, `small`) the test mouth_sync fell from 0.62 (no fill) to 0.07 with 52 px, with the mouth opening's std
+at 0.07 × the real one; with 16 px it is 0.63 (std 0.55 ×). The seam is covered as well by 16 px as by 52: mean
+|background − frame| in a 2-px band along the mask's lower edge, as a fraction of the plate's, 0.21 / 0.36 / 0.59 /
+0.23 on the four HDTF clips against 0.19 / 0.37 / 0.60 / 0.18 with 52 px (8 px: 0.55 / 0.60 / 0.73 / 0.57).
 """
 from __future__ import annotations
 
@@ -87,10 +95,7 @@ def background_plate(
     return plate, seen
 
 
-# Off by default for now: switching it on changed the trajectory of the `small` preset's learning check (mouth_sync
-# on the end-to-end cell 0.5 -> -0.11 at the same seed), which must be re-tuned first (issue 12).
-CONTINUE_NECK = False
-NECK_EXTEND_PX512 = 52  # rows above the neck's top pixel that get its colour, at 512 px (the original's 48 + 4)
+NECK_EXTEND_PX512 = 16  # rows above the neck's top pixel that get its colour, at 512 px (the original: 48 + 4)
 NECK_SOURCE_DOWN_PX512 = 4  # the colour is read this far below the neck's top pixel (the original's push_down)
 NECK_DARKEN = 0.98  # per row of the extension (the original's darken_scaler)
 
@@ -146,7 +151,7 @@ def compose_head_protocol(
     """The `head` protocol's images for ``indices`` (default all frames), each [K, H, W, 3] uint8:
 
     * ``background_with_torso``: the plate, with the frame's ground-truth torso/neck (label 1) pasted over it and
-      (with ``CONTINUE_NECK``) the neck continued into the head region behind the chin (:func:`torso_background`);
+      the neck continued into the head region behind the chin (:func:`torso_background`);
       it is handed to every method as its per-pixel background;
     * ``target``: the frame where label is torso or head, the plate where background.
     """
@@ -155,10 +160,7 @@ def compose_head_protocol(
     idx = np.arange(len(frames)) if indices is None else np.asarray(indices, dtype=np.int64)
     f, lab = frames[idx], labels[idx]
     fg = (lab != BACKGROUND)[..., None]
-    if CONTINUE_NECK:
-        background_with_torso, _ = torso_background(f, lab, plate)
-    else:
-        background_with_torso = np.where((lab == TORSO)[..., None], f, plate[None])
+    background_with_torso, _ = torso_background(f, lab, plate)
     target = np.where(fg, f, plate[None])
     return background_with_torso, target
 
