@@ -32,8 +32,8 @@ Presets (every schedule number scaled by the preset's iteration counts, see :fun
   0.0224) pay for the extra steps. The offset heads start at zero (``offset_head_gain = 0``; the released init, Xavier
   gain 0.1, moves every Gaussian by ~1 cm at the first deformation step): see the model's *Deviations* (Bob
   Menendez 6 s: training-frame mouth_sync 0.45 → 0.59).
-* ``small`` — the smallest budget that learns (the end-to-end test's learning checks; ~1.5 min a 128-px cell on 2
-  cores): 100 + 600 its, batch 1 / 1, 1,000 initial points, cap 2,000, the densification threshold and cloud extent
+* ``small`` — the smallest budget that learns (the end-to-end test's learning checks; ~3 min a 128-px cell at 1
+  thread, 181 s of steps): 100 + 600 its, batch 1 / 1, 1,000 initial points, cap 2,000, the densification threshold and cloud extent
   of ``tiny``, network/grid LRs × 6 on top of the extent scale. On the demo subject's 4 s cell (1 thread, seed 0,
   the 4-px neck fill of :mod:`gt_core.preprocess.background`): test PSNR 32.1, LMD 2.00, mouth_sync 0.73 (rendered
   opening std 0.80 × the real one); 400 deformation its gave 0.63 at 1 thread but 0.26 in the 2-thread DAG run and
