@@ -33,14 +33,14 @@ Presets (every schedule number scaled by the preset's iteration counts, see :fun
   gain 0.1, moves every Gaussian by ~1 cm at the first deformation step): see the model's *Deviations* (Bob
   Menendez 6 s: training-frame mouth_sync 0.45 → 0.59).
 * ``small`` — the smallest budget that learns (the end-to-end test's learning checks; ~3 min a 128-px cell at 1
-  thread, 181 s of steps): 100 + 600 its, batch 1 / 1, 1,000 initial points, cap 2,000, the densification threshold and cloud extent
-  of ``tiny``, network/grid LRs × 6 on top of the extent scale. On the demo subject's 4 s cell (1 thread, seed 0,
-  the 4-px neck fill of :mod:`gt_core.preprocess.background`): test PSNR 32.1, LMD 2.00, mouth_sync 0.73 (rendered
-  opening std 0.80 × the real one); 400 deformation its gave 0.63 at 1 thread but 0.26 in the 2-thread DAG run and
-  −0.16 at seed 1 — at this budget the mouth's fate is decided by small differences of the trajectory (seed 1 with
-  600 its: 0.10; its canonical stage ends with 2,064 Gaussians against seed 0's 3,393). With network LRs × 3 the
-  mouth did not follow (mouth_sync 0.26), and ``tiny``'s 30 its reach only PSNR 17.3 (the screen-radius prune and
-  the released init both cost it at that budget: 21.9 without the prune, 19.3 with PyTorch's default init).
+  thread, 181 s of steps): 100 + 600 its, batch 1 / 1, 1,000 initial points, cap 2,000, the densification threshold
+  and cloud extent of ``tiny``, network/grid LRs × 6 on top of the extent scale. On the demo subject's 4 s cell (1
+  thread, seed 0, the 4-px neck fill of :mod:`gt_core.preprocess.background`): test PSNR 32.1, LMD 2.00, mouth_sync
+  0.73 (rendered opening std 0.80 × the real one); 400 deformation its gave 0.63 at 1 thread but 0.26 in the 2-thread
+  DAG run and −0.16 at seed 1 — at this budget the mouth's fate is decided by small differences of the trajectory
+  (seed 1 with 600 its: 0.10; its canonical stage ends with 2,064 Gaussians against seed 0's 3,393). With network LRs
+  × 3 the mouth did not follow (mouth_sync 0.26), and ``tiny``'s 30 its reach only PSNR 17.3 (the screen-radius prune
+  and the released init both cost it at that budget: 21.9 without the prune, 19.3 with PyTorch's default init).
 * ``tiny`` — tests: 20 + 10 its, 400 initial points, cap 1,000, a lower densification threshold so that 20
   canonical its densify, and the initial cloud's diagonal as the extent (``extent: cloud``, network/grid LRs × 3 on
   top, ≈ × 10 the original's): 400 points make Gaussians ~3× the demo's size, which the world-scale prune at
