@@ -1,11 +1,12 @@
-"""Benchmark: GaussianTalker ms per training step (canonical and deformation stages) and render FPS, at a preset.
+"""Benchmark: GaussianTalker and ER-NeRF ms per training step (every stage) and render FPS, at a preset, in one run.
 
     .venv/bin/python benchmarks/train_step.py [--preset demo] [--size 128] [--steps 20] [--threads 2]
                                               [--cell results/demo/10s/cell] [--device cpu]
 
 Cell: a synthetic ``size``² cell (the test suite's coloured-Gaussian head, 24 train / 16 test frames) unless
 ``--cell`` names a built cell. The model is initialised exactly as training does, with the preset's
-``n_init_points``; steps are timed (median after 3 warm-up steps) with the real :func:`train_step`:
+``n_init_points``; steps are timed (median after 3 warm-up steps) with the real engine step
+(:class:`~gt_core.methods.gaussiantalker.train.GaussianTalkerProgram` ``forward`` + ``update``):
 
 * canonical at the initial Gaussian count, and at the preset's ``max_gaussians`` cap (the cloud is grown to the cap
   by jittered copies, as densification would), with densification switched off so the count stays fixed;
@@ -30,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gt_core.methods.gaussiantalker import train as T  # noqa: E402
+from gt_core.methods.gaussiantalker.densify import swap_point_params  # noqa: E402
 from gt_core.methods.gaussiantalker.method import GaussianTalkerMethod  # noqa: E402
-from gt_core.methods.gaussiantalker.model import ModelConfig  # noqa: E402
 
 TARGET_S = 240.0  # the demo preset's budget: one cell in at most 4 minutes on 2 CPU cores
 
@@ -55,18 +56,20 @@ def grow_to(model, opt, n_target: int, seed: int = 0) -> None:
         extra = torch.zeros_like(t[src]) if is_state else t[src].clone()
         return torch.cat([t, extra])
 
-    T._swap_point_params(opt, model, grow)
+    swap_point_params(opt, model, grow)
     with torch.no_grad():
         model.xyz[n:] += torch.randn(n_target - n, 3, generator=g).to(model.xyz) * model.scaling[n:].exp()
 
 
-def time_steps(model, opt, dens, data, loss_fn, tc, stage, steps, batch, device) -> float:
+def time_steps(program, stage: str, steps: int, device) -> float:
+    """Median ms of one engine step (``forward`` + ``update``) of ``program`` in ``stage``, after 3 warm-up steps."""
     times = []
     for it in range(1, steps + 4):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        T.train_step(model, opt, dens, data, loss_fn, tc, stage, it, T.LrScales.of(model, tc), batch)
+        loss, _ = program.forward(stage, it)
+        program.update(stage, it, loss)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if it > 3:
@@ -93,26 +96,22 @@ def main() -> None:
     else:
         cell = synthetic_cell(args.size)
     cfg = {**GaussianTalkerMethod.presets[args.preset], "seed": 0}
-    tc = T.TrainConfig.from_dict(cfg)
+    program = T.GaussianTalkerProgram(cell, cfg, device)
+    tc = program.tc
     # fixed Gaussian counts while timing: no densification / pruning
     tc.densify_until, tc.prune_from = 0, 10 ** 9
     torch.manual_seed(0)
-    model, _ = T.init_model(cell, tc, ModelConfig.from_dict(cfg), device)
-    data = T.FrameData(cell, "train", device, model.cfg.audio_context)
+    program.start()
+    model = program.model
     test = T.FrameData(cell, "test", device, model.cfg.audio_context)
-    loss_fn = T.PhotometricLoss(tc, device)
     n0 = model.n_points
-
-    model.train()
-    opt = T.build_optimizer(model, tc)
-    dens = T.Densifier(model.n_points, device)
-    ms_c0 = time_steps(model, opt, dens, data, loss_fn, tc, "canonical", args.steps, tc.batch_canonical, device)
-    grow_to(model, opt, tc.max_gaussians)
-    dens = T.Densifier(model.n_points, device)
-    ms_c1 = time_steps(model, opt, dens, data, loss_fn, tc, "canonical", args.steps, tc.batch_canonical, device)
-    model.bake()
-    opt = T.build_optimizer(model, tc)
-    ms_d = time_steps(model, opt, dens, data, loss_fn, tc, "deform", args.steps, tc.batch_deform, device)
+    program.begin_stage("canonical", None)
+    ms_c0 = time_steps(program, "canonical", args.steps, device)
+    grow_to(model, program.opt, tc.max_gaussians)
+    program.dens = T.Densifier(model.n_points, device)
+    ms_c1 = time_steps(program, "canonical", args.steps, device)
+    program.begin_stage("deform", None)  # bakes F_can and rebuilds the optimiser, as training does
+    ms_d = time_steps(program, "deform", args.steps, device)
 
     sh = T.sh_degree_at(tc, "deform", 1)
     T.render_frames(model, test, sh, tc.render_batch, tc.backend)  # warm-up
@@ -134,9 +133,42 @@ def main() -> None:
           f"(ratio to canonical: {ms_d / ms_c1:.2f}x)")
     print(f"render           @ {model.n_points:6d} Gaussians: {fps:8.1f} FPS  (batch {tc.render_batch}, "
           f"{1000 / fps:.1f} ms/frame)")
-    print(f"projected train time: {tc.iterations_canonical} x {0.5 * (ms_c0 + ms_c1):.1f} ms + "
+    ernerf_section(cell, args.preset, args.steps, device)
+    print(f"gaussiantalker projected train time: {tc.iterations_canonical} x {0.5 * (ms_c0 + ms_c1):.1f} ms + "
           f"{tc.iterations_deform} x {ms_d:.1f} ms = {projected:.0f} s; "
           f"ratio to the {TARGET_S:.0f} s demo target: {projected / TARGET_S:.2f}")
+
+
+def ernerf_section(cell, preset: str, steps: int, device) -> None:
+    """ER-NeRF's engine step per stage (head, lips — alternating lip square / patches — and torso) and its render
+    FPS (head + torso, every test pixel), at ``preset``, on the same cell."""
+    from gt_core.methods.ernerf import train as ET
+    from gt_core.methods.ernerf.method import ERNeRFMethod
+
+    cfg = {**ERNeRFMethod.presets[preset], "seed": 0}
+    program = ET.ERNeRFProgram(cell, cfg, device)
+    torch.manual_seed(0)
+    program.start()
+    ms = {}
+    for stage in ET.STAGES:
+        program.begin_stage(stage, None)
+        ms[stage] = time_steps(program, stage, steps, device)
+    program.model.eval()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "checkpoint.pt"
+        torch.save({"format": ET.FORMAT, "record": ET.model_record(program.model), "model": program.model.state_dict(),
+                    "train_config": cfg}, path)
+        renders = ERNeRFMethod().render(path, cell, device)
+    tc = program.tc
+    projected = sum(ms[s] * program.iterations(s) for s in ET.STAGES) / 1000
+    print(f"ernerf preset {preset}: {tc.num_rays} rays/step, {program.model.n_steps} lattice steps/ray, "
+          f"grid {program.model.mcfg.grid_res}^3")
+    for stage in ET.STAGES:
+        print(f"{stage:5s} step: {ms[stage]:8.1f} ms   (ratio to gaussiantalker's deform step: see above)")
+    print(f"render (head + torso, {cell.width}x{cell.height}): {renders.fps:8.2f} FPS")
+    print(f"projected train time: {projected:.0f} s; ratio to the 360 s demo target: {projected / 360:.2f}")
 
 
 if __name__ == "__main__":

@@ -190,7 +190,7 @@ def _download_weights(args):
     if args.model == "alexnet":
         from gt_core.metrics.lpips_metric import ALEXNET as model, alexnet_weights_path as default_path
     elif args.model == "vgg16":
-        from gt_core.methods.losses import VGG16 as model, vgg16_weights_path as default_path
+        from gt_core.nn.losses import VGG16 as model, vgg16_weights_path as default_path
     else:
         from gt_core.preprocess.deepspeech import DEEPSPEECH as model, deepspeech_graph_path as default_path
     download_model(model, args.out or default_path())

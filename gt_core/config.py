@@ -71,6 +71,9 @@ def validate_config(config: dict, source: str = "config", schema_path: Path = SC
         where = f"{source}: key '{path}'" if path else source
         raise InputError(where, f"invalid configuration ({_one_line(cause)})",
                          "see config/README.md for the allowed keys and values") from None
+    from gt_core.methods.registry import check_methods
+
+    check_methods(config.get("methods", []), source)
     return config
 
 

@@ -228,3 +228,99 @@ def test_hashgrid_config_rejects_bad_values(field, kwargs):
 def test_triplane_config_rejects_bad_values(field, kwargs):
     with pytest.raises(ValueError, match=rf"TriPlaneHashConfig\.{field}"):
         TriPlaneHashConfig(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- tiled grid type
+def reference_tiled_rows(cfg: HashGridConfig, point: list[float]) -> list[list[int]]:
+    """Per level, the table row of each corner by the CUDA kernel's ``get_grid_index`` loop for ``tiled``:
+    accumulate ``c_d · stride`` while ``stride <= rows``, no hash, modulo rows (uint32)."""
+    out = []
+    for lv in reference_layout(cfg):
+        pos = [min(max(v, 0.0), 1.0) * lv["scale"] + 0.5 for v in point]
+        cell = [math.floor(p) for p in pos]
+        rows = []
+        for k in range(2**cfg.n_dims):
+            corner = [c + ((k >> axis) & 1) for axis, c in enumerate(cell)]
+            index, stride = 0, 1
+            for c in corner:
+                if stride > lv["rows"]:
+                    break
+                index += c * stride
+                stride *= lv["res"] + 1
+            rows.append(lv["offset"] + (index % 2**32) % lv["rows"])
+        out.append(rows)
+    return out
+
+
+TILED_2D = HashGridConfig(n_dims=2, n_levels=3, features_per_level=2, log2_hashmap_size=6,
+                          base_resolution=4, finest_resolution=40, grid_type="tiled")  # rows 32, 64, 64
+TILED_3D = HashGridConfig(n_dims=3, n_levels=3, features_per_level=1, log2_hashmap_size=7,
+                          base_resolution=3, finest_resolution=30, grid_type="tiled")  # res 3, 10, 30
+
+
+def test_tiled_default_is_hash_and_layout_matches_hash():
+    assert HashGridConfig().grid_type == "hash"
+    with pytest.raises(ValueError, match=r"HashGridConfig\.grid_type"):
+        HashGridConfig(grid_type="dense")
+    hashed = HashGrid(HashGridConfig(**{**TILED_2D.__dict__, "grid_type": "hash"}))
+    tiled = HashGrid(TILED_2D)
+    assert tiled.level_rows.tolist() == hashed.level_rows.tolist() == [32, 64, 64]  # same rows per level
+    assert tiled.level_offsets.tolist() == hashed.level_offsets.tolist()
+    assert tiled.level_is_dense.tolist() == [True, False, False]
+
+
+def test_tiled_equals_dense_lookup_where_the_level_fits():
+    cfg = HashGridConfig(**{**DENSE_2D.__dict__, "grid_type": "tiled"})
+    tiled, dense = randomised(HashGrid(cfg)), randomised(HashGrid(DENSE_2D))
+    assert all(tiled.level_is_dense.tolist())
+    x = torch.rand(40, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    torch.testing.assert_close(tiled(x), dense(x), atol=0, rtol=0)
+    torch.testing.assert_close(tiled(x), reference_forward(dense, x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cfg", [TILED_2D, TILED_3D], ids=["2d", "3d"])
+def test_tiled_wraps_modulo_rows_without_hash(cfg):
+    grid = randomised(HashGrid(cfg))
+    x = torch.rand(60, cfg.n_dims, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    x[:3] = torch.tensor([0.0, 1.0, 0.731], dtype=torch.float64)[:, None]
+    rows, _ = grid.corner_rows_and_weights(x)
+    assert rows.tolist() == [reference_tiled_rows(cfg, p) for p in x.tolist()]
+    res, n_rows = cfg.level_resolutions()[-1], int(grid.level_rows[-1])
+    if cfg.n_dims == 2:  # finest level: plain dense index c0 + c1·(res + 1), wrapped
+        pos = x.clamp(0, 1) * grid.position_scales[-1] + 0.5
+        c = torch.floor(pos).long()
+        expected = (c[:, 0] + c[:, 1] * (res + 1)) % n_rows + int(grid.level_offsets[-2])
+        assert rows[:, -1, 0].tolist() == expected.tolist()
+    else:  # res 30: stride (31)^2 > 128 rows, so the z index is dropped on that level (the kernel's loop stops)
+        assert (31**2 > n_rows) and grid.tiled_strides[-1].tolist() == [1, 31, 0]
+        moved = x.clone()
+        moved[:, 2] = torch.rand(60, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+        assert torch.equal(grid.corner_rows_and_weights(moved)[0][:, -1], rows[:, -1])
+    # equals the plain-Python forward with those rows
+    table, expected_out = grid.table.detach(), []
+    hashed_cfg = HashGridConfig(**{**cfg.__dict__, "grid_type": "hash"})
+    for point, level_rows in zip(x.tolist(), [reference_tiled_rows(cfg, p) for p in x.tolist()]):
+        weights = [[w for _, w in corners] for corners in reference_corners(hashed_cfg, point)]
+        expected_out.append(torch.cat([sum(w * table[r] for r, w in zip(rs, ws)) for rs, ws in zip(level_rows, weights)]))
+    torch.testing.assert_close(grid(x), torch.stack(expected_out), atol=1e-9, rtol=0)
+
+
+def test_tiled_torso_layout_and_x_gradient():
+    """ER-NeRF's torso grid (network.py:162) and the x-derivative its deform net learns through (kernel dy_dx)."""
+    cfg = HashGridConfig(n_dims=2, n_levels=16, features_per_level=2, log2_hashmap_size=16, base_resolution=16,
+                         finest_resolution=2048.0, grid_type="tiled")
+    assert cfg.level_resolutions() == [16, 23, 31, 43, 59, 81, 112, 154, 213, 295, 407, 562, 777, 1073, 1483, 2048]
+    grid = HashGrid(cfg)
+    assert grid.out_dim == 32 and tuple(grid.table.shape) == (555520, 2)
+    assert grid.level_is_dense.tolist() == [True] * 9 + [False] * 7
+    grid = randomised(grid)
+    x = torch.rand(8, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 0.8 + 0.1
+    x.requires_grad_(True)
+    w = torch.randn(8, 32, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    (grid(x) * w).sum().backward()
+    eps = 1e-7  # far below the finest cell (1/2047), so the finite difference stays inside one cell
+    for axis in range(2):
+        step = torch.zeros_like(x)
+        step[:, axis] = eps
+        fd = ((grid(x.detach() + step) - grid(x.detach() - step)) * w).sum(dim=1) / (2 * eps)
+        torch.testing.assert_close(x.grad[:, axis], fd, atol=1e-4, rtol=1e-5)

@@ -1,6 +1,7 @@
-"""The registry is the one list of methods: each registered method offers exactly the presets the config schema
-allows, and resolves each of them to a full hyper-parameter set (the smoke test that trains every method's ``tiny``
-preset through the real loop is ``test_leakage``, registry-driven too)."""
+"""The registry is the one list of methods: the config accepts exactly its methods (the schema holds no copy of the
+list), Table 1's order, labels and figure styles come from it, and each registered method offers exactly the presets
+the config schema allows and resolves each of them to a full hyper-parameter set (the smoke test that trains every
+learned method's ``tiny`` preset and renders is ``test_smoke``, registry-driven too)."""
 from __future__ import annotations
 
 import pytest
@@ -11,11 +12,30 @@ from gt_core.methods import registry
 
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 SCHEMA_PRESETS = set(SCHEMA["properties"]["preset"]["enum"])
-SCHEMA_METHODS = set(SCHEMA["properties"]["methods"]["items"]["enum"])
 
 
-def test_schema_methods_are_the_registry():
-    assert SCHEMA_METHODS == set(registry.METHODS)
+def test_the_config_accepts_exactly_the_registered_methods(monkeypatch):
+    """No second list: the schema's ``methods`` has no enum, and a method registered at run time is accepted at
+    once while an unregistered name is refused in one line naming the registered ones."""
+    from gt_core.config import validate_config
+    from gt_core.errors import InputError
+
+    assert "enum" not in SCHEMA["properties"]["methods"]["items"]
+    base = {"subjects": {"demo": {"video": "x.mp4"}}}
+    validate_config({**base, "methods": list(registry.METHODS)})
+    with pytest.raises(InputError, match=r"key 'methods': unknown method 'nerfy'.*use one of retrieval"):
+        validate_config({**base, "methods": ["retrieval", "nerfy"]})
+    monkeypatch.setitem(registry.METHODS, "nerfy", registry.MethodEntry("x:Y", "Nerfy", "#000000"))
+    validate_config({**base, "methods": ["retrieval", "nerfy"]})
+
+
+def test_report_order_labels_and_styles_follow_the_registry(monkeypatch):
+    from gt_core.report import collect, figures
+
+    assert collect.order_methods(reversed(list(registry.METHODS))) == list(registry.METHODS)
+    for name, entry in registry.METHODS.items():
+        assert collect.method_label(name) == entry.label
+        assert figures.method_style(name) == entry.style
 
 
 @pytest.mark.parametrize("name", sorted(registry.METHODS))

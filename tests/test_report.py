@@ -316,7 +316,14 @@ def test_latex_booktabs(long_df: pd.DataFrame, tmp_path: Path) -> None:
     assert "download\\_weights" in tex  # the footnote's reason, escaped
 
 
-def test_portrait_row_is_shown_but_not_ranked(long_df: pd.DataFrame) -> None:
+def test_portrait_row_is_shown_but_not_ranked(long_df: pd.DataFrame, monkeypatch) -> None:
+    from gt_core.methods import registry
+
+    entries = dict(registry.METHODS)  # SyncTalk's portrait row (issue 14), registered before GaussianTalker
+    entries = {k: v for k, v in entries.items() if k != "gaussiantalker"}
+    entries["synctalk-portrait"] = registry.MethodEntry("x:Y", "SyncTalk (portrait)", "#E69F00", "v")
+    entries["gaussiantalker"] = registry.METHODS["gaussiantalker"]
+    monkeypatch.setattr(registry, "METHODS", entries)
     df = long_df.copy()
     portrait = df[df.method == "gaussiantalker"].copy()
     portrait["method"] = "synctalk-portrait"

@@ -1,4 +1,5 @@
-"""Multi-resolution hash-grid encoder (Instant-NGP style) in pure torch, and ER-NeRF's tri-plane variant.
+"""Multi-resolution hash-grid encoder (Instant-NGP style, or the un-hashed ``tiled`` type) in pure torch, and ER-NeRF's
+tri-plane variant.
 
 :class:`HashGrid` maps points ``x`` in ``[0, 1]^d`` (d = 2 or 3) to ``L · F`` features: for each of ``L`` levels it
 interpolates the features stored at the ``2^d`` grid vertices around ``x`` and concatenates the levels, level 0 first.
@@ -17,6 +18,12 @@ Conventions (those of ER-NeRF's ``gridencoder``, ``align_corners=False``; refs i
 - Dense levels (``(res_l + 1)^d`` fits in the level's rows): row ``Σ_d c_d · (res_l + 1)^d`` — axis 0 varies fastest
   (gridencoder.cu:59-63). Larger levels: the spatial hash ``XOR_d (c_d · π_d mod 2^32)`` with
   ``π = (1, 2654435761, 805459861)``; either index is then taken modulo the level's row count (gridencoder.cu:36-71).
+- ``grid_type="tiled"`` (the original's ``gridtype='tiled'``, encoding.py:27-29, used by ER-NeRF's torso): no hash on
+  any level. The rows per level are computed exactly as for ``hash`` (grid.py:114-117), and every level uses the
+  dense index modulo its rows — so a level that fits equals a dense lookup and a larger one wraps around. The
+  kernel's dense loop stops at the first axis whose stride ``(res_l + 1)^axis`` exceeds the level's rows
+  (gridencoder.cu:60, ``stride <= hashmap_size``), so such axes add nothing to the index (only possible for
+  ``d = 3``; for ``d = 2`` it would need ``res_l + 1`` > rows). The sum wraps at 2^32 as the kernel's uint32 does.
 - Corner ``k`` (0 .. 2^d − 1) takes ``c_d + 1`` on axis ``d`` iff bit ``d`` of ``k`` is set (gridencoder.cu:145-157).
 - Table initialised ``U(−init_scale, init_scale)`` with ``init_scale = 1e-4`` (grid.py:132-134).
 
@@ -32,8 +39,9 @@ Deviations from the original:
 - Inputs outside ``[0, 1]^d`` are clamped onto the boundary; the kernel returns zero features (and zero gradient)
   for them (gridencoder.cu:97-122). ER-NeRF's ray samples lie inside its AABB ⊂ [−bound, bound]^3, so this only
   matters for stray points (e.g. its ±1e-3 jitter regulariser at the box faces).
-- Gradients w.r.t. ``x`` are not part of the contract and untested (autograd gives the piecewise-linear derivative
-  inside the box, zero where clamped); the original computes dy/dx only when the input requires grad.
+- Gradients w.r.t. ``x``: autograd gives the piecewise-linear derivative inside the box (zero where clamped), which
+  is the kernel's ``dy_dx`` (gridencoder.cu:177-221; computed there only when the input requires grad). It is
+  checked against finite differences for the ``tiled`` torso grid, whose deform net learns through it.
 - Level scales come from double precision on the host, the original's from float32 ``exp2f``: positions differ by
   ~1e-7 relative. ``ceil`` treats values within 1e-9 of an integer as that integer, so the finest level is exactly
   ``finest_resolution`` whatever the rounding (numpy gives the same 64 … 512 for ER-NeRF's defaults).
@@ -51,6 +59,7 @@ from torch import Tensor, nn
 
 HASH_PRIMES: tuple[int, ...] = (1, 2654435761, 805459861)
 UINT32_MASK = 0xFFFFFFFF
+GRID_TYPES: tuple[str, ...] = ("hash", "tiled")
 
 
 @dataclass
@@ -64,6 +73,7 @@ class HashGridConfig:
     base_resolution: int = 64
     finest_resolution: float = 512.0
     init_scale: float = 1e-4
+    grid_type: str = "hash"  # "hash" (spatial hash where a level does not fit) or "tiled" (dense index mod rows)
 
     def __post_init__(self) -> None:
         def fail(name: str, rule: str) -> None:
@@ -89,6 +99,8 @@ class HashGridConfig:
             fail("finest_resolution", "equal to base_resolution when n_levels == 1")
         if not isinstance(self.init_scale, (int, float)) or not 0 <= self.init_scale < math.inf:
             fail("init_scale", "a finite number >= 0")
+        if self.grid_type not in GRID_TYPES:
+            fail("grid_type", f"one of {GRID_TYPES}")
 
     @property
     def out_dim(self) -> int:
@@ -113,7 +125,8 @@ class HashGrid(nn.Module):
     """``x: [N, d]`` in ``[0, 1]^d`` → ``[N, n_levels · F]`` (see the module docstring for the conventions).
 
     Parameter ``table``: ``[total_rows, F]``. Buffers (not saved): ``level_offsets [L + 1]``, ``level_rows [L]``,
-    ``level_strides [L, d]`` (dense strides ``(res + 1)^axis``), ``level_is_dense [L]``.
+    ``level_strides [L, d]`` (dense strides ``(res + 1)^axis``), ``level_is_dense [L]`` (the level fits in its rows),
+    ``tiled_strides [L, d]`` (the strides the ``tiled`` index uses: 0 for an axis whose stride exceeds the rows).
     """
 
     def __init__(self, cfg: HashGridConfig | None = None, generator: torch.Generator | None = None):
@@ -133,6 +146,9 @@ class HashGrid(nn.Module):
         self.register_buffer("level_strides", torch.tensor(strides, **long), persistent=False)
         dense = [(res + 1) ** d <= n for res, n in zip(resolutions, rows)]
         self.register_buffer("level_is_dense", torch.tensor(dense), persistent=False)
+        # tiled: an axis whose stride exceeds the level's rows adds nothing (the kernel's loop stops there)
+        tiled = [[st if st <= n else 0 for st in level] for level, n in zip(strides, rows)]
+        self.register_buffer("tiled_strides", torch.tensor(tiled, **long), persistent=False)  # [L, d]
         corner_bits = [[(k >> axis) & 1 for axis in range(d)] for k in range(2**d)]
         self.register_buffer("corner_bits", torch.tensor(corner_bits, **long), persistent=False)  # [2^d, d]
         self.register_buffer("primes", torch.tensor(HASH_PRIMES[:d], **long), persistent=False)
@@ -156,12 +172,15 @@ class HashGrid(nn.Module):
         corners = cell.long()[:, :, None, :] + self.corner_bits  # [N, L, 2^d, d]
         bits = self.corner_bits.bool()  # [2^d, d]
         weights = torch.where(bits, frac[:, :, None, :], 1.0 - frac[:, :, None, :]).prod(dim=-1)  # [N, L, 2^d]
-        dense_index = (corners * self.level_strides[None, :, None, :]).sum(dim=-1)  # [N, L, 2^d]
-        hashed = (corners * self.primes) & UINT32_MASK  # [N, L, 2^d, d]
-        hash_index = hashed[..., 0]
-        for axis in range(1, d):
-            hash_index = torch.bitwise_xor(hash_index, hashed[..., axis])
-        index = torch.where(self.level_is_dense[None, :, None], dense_index, hash_index)
+        if self.cfg.grid_type == "tiled":  # every level: dense index (uint32 wrap), modulo rows below
+            index = (corners * self.tiled_strides[None, :, None, :]).sum(dim=-1) & UINT32_MASK  # [N, L, 2^d]
+        else:
+            dense_index = (corners * self.level_strides[None, :, None, :]).sum(dim=-1)  # [N, L, 2^d]
+            hashed = (corners * self.primes) & UINT32_MASK  # [N, L, 2^d, d]
+            hash_index = hashed[..., 0]
+            for axis in range(1, d):
+                hash_index = torch.bitwise_xor(hash_index, hashed[..., axis])
+            index = torch.where(self.level_is_dense[None, :, None], dense_index, hash_index)
         rows = index % self.level_rows[None, :, None] + self.level_offsets[:-1][None, :, None]
         return rows, weights
 

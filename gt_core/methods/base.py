@@ -68,9 +68,19 @@ class Method:
     name: ClassVar[str]
     presets: ClassVar[dict[str, dict[str, Any]]]
     supports_full: ClassVar[bool] = False
+    # the train_log.csv column that measures the fit to the targets (tests check it falls); a method whose total
+    # loss carries regularisers ramped up during training names its photometric term here
+    fit_column: ClassVar[str] = "loss"
 
-    def train(self, cell: "CellData", cfg: dict[str, Any], out_dir: Path, device: "torch.device") -> Path:
+    def train(self, cell: "CellData", cfg: dict[str, Any], out_dir: Path, device: "torch.device",
+              stop_after: int | None = None) -> Path:
+        """``stop_after`` (tests): raise :class:`gt_core.engine.loop.TrainingInterrupted` after that many steps."""
         raise NotImplementedError
+
+    def stage_iterations(self, cfg: dict[str, Any]) -> dict[str, int]:
+        """Training stages in order with their iteration counts under hyper-parameters ``cfg`` (the engine's
+        stages; a non-learned method has none)."""
+        return {}
 
     def weight_files(self) -> list[Path]:
         """Pretrained files training reads when they are present (never downloads them; a download rule does).

@@ -1,8 +1,11 @@
-"""Registry of methods: adding a method is one module and one line here.
+"""Registry of methods — the one list of methods: adding a method is one module and one line here.
 
-Each entry names the class (imported lazily, so ``retrieval`` never pays for the torch-heavy imports of the others)
-and the GPUs one of its train/render jobs asks a cluster for. The workflow reads :func:`method_gpus` for the rules'
-``gpu`` resource, so a new method gets the right cluster resources from its line here and nothing else.
+Each entry names the class (imported lazily, so a job imports only its own method), its display label and figure
+style, whether it is learned, and the GPUs one of its train/render jobs asks a cluster for. Everything that lists
+methods follows this dict: the config's ``methods`` are checked against it (:func:`gt_core.config.validate_config`;
+the schema has no copy of the list), Table 1's column order is its order and its labels are the entries' labels
+(:mod:`gt_core.report.collect`), the figures' colours are the entries' styles, the workflow's ``gpu`` resource is
+:func:`method_gpus`, and the tests (registry-driven smoke, resume, determinism and leakage tests) parametrise over it.
 """
 from __future__ import annotations
 
@@ -16,13 +19,23 @@ from gt_core.methods.base import Method
 @dataclass(frozen=True)
 class MethodEntry:
     target: str  # "module:Class"
+    label: str  # display name in tables and figures
+    color: str  # figure colour (Okabe–Ito colour-blind-safe palette)
+    marker: str = "o"  # figure marker
     gpus: int = 0  # GPUs per train/render job when the run may use CUDA (config `device` not `cpu`)
     learned: bool = True  # trained by optimisation (resume, learning tests); False for the non-learned floor
 
+    @property
+    def style(self) -> dict[str, str]:
+        return {"color": self.color, "marker": self.marker, "linestyle": "-"}
 
+
+# Table 1's column order (DESIGN.md §3): the floor first, then the baselines, then GaussianTalker.
 METHODS: dict[str, MethodEntry] = {
-    "retrieval": MethodEntry("gt_core.methods.retrieval:RetrievalMethod", learned=False),
-    "gaussiantalker": MethodEntry("gt_core.methods.gaussiantalker.method:GaussianTalkerMethod", gpus=1),
+    "retrieval": MethodEntry("gt_core.methods.retrieval:RetrievalMethod", "Retrieval", "#7f7f7f", "o", learned=False),
+    "ernerf": MethodEntry("gt_core.methods.ernerf.method:ERNeRFMethod", "ER-NeRF", "#0072B2", "s", gpus=1),
+    "gaussiantalker": MethodEntry("gt_core.methods.gaussiantalker.method:GaussianTalkerMethod", "GaussianTalker",
+                                  "#D55E00", "D", gpus=1),
 }
 
 
@@ -31,8 +44,16 @@ LEARNED_METHODS = [name for name, entry in METHODS.items() if entry.learned]
 
 def _entry(name: str) -> MethodEntry:
     if name not in METHODS:
-        raise InputError(f"methods: {name}", "unknown method", f"use one of {sorted(METHODS)}")
+        raise InputError(f"methods: {name}", "unknown method", f"use one of {list(METHODS)}")
     return METHODS[name]
+
+
+def check_methods(names: object, source: str = "config") -> None:
+    """The config's ``methods``: every name registered (one-line error naming the key and the registered names)."""
+    unknown = [n for n in (names if isinstance(names, list) else [names]) if n not in METHODS]
+    if unknown:
+        raise InputError(f"{source}: key 'methods'", f"unknown method {unknown[0]!r}",
+                         f"use one of {', '.join(METHODS)} (gt_core/methods/registry.py)")
 
 
 def get_method(name: str) -> Method:

@@ -19,14 +19,7 @@ import numpy as np
 from gt_core.data.cell import LABEL_HEAD, CellData
 from gt_core.io.atomic import atomic_path
 from gt_core.methods.base import Method, Renders
-
-
-def project_points(points: np.ndarray, c2w: np.ndarray, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
-    """Pinhole projection of world points ``[P, 3]`` through an OpenGL camera-to-world ``[4, 4]`` → pixels ``[P, 2]``."""
-    w2c = np.linalg.inv(c2w)
-    cam = points @ w2c[:3, :3].T + w2c[:3, 3]  # OpenGL camera axes: x right, y up, z backward
-    z = np.maximum(-cam[:, 2], 1e-6)
-    return np.stack([fx * cam[:, 0] / z + cx, -fy * cam[:, 1] / z + cy], axis=1)
+from gt_core.render.cameras import project_points
 
 
 def standardise(windows: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -45,7 +38,7 @@ class RetrievalMethod(Method):
     }
     supports_full = False
 
-    def train(self, cell: CellData, cfg: dict[str, Any], out_dir: Path, device=None) -> Path:
+    def train(self, cell: CellData, cfg: dict[str, Any], out_dir: Path, device=None, stop_after=None) -> Path:
         audio = cell.train.audio  # [N, 16, C]
         mean = audio.mean(axis=(0, 1), keepdims=True)[0]
         std = audio.std(axis=(0, 1), keepdims=True)[0] + 1e-6

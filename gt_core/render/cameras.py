@@ -15,8 +15,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
+
+def project_points(points: np.ndarray, c2w: np.ndarray, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """World points ``[P, 3]`` → pixels ``[P, 2]`` through an **OpenGL** camera-to-world ``[4, 4]`` (the cells'
+    ``c2w``), with this module's pixel convention (pixel centres at ``i + 0.5``); depth clamped at 1 µm."""
+    w2c = np.linalg.inv(c2w)
+    cam = points @ w2c[:3, :3].T + w2c[:3, 3]  # OpenGL camera axes: x right, y up, z backward
+    z = np.maximum(-cam[:, 2], 1e-6)
+    return np.stack([fx * cam[:, 0] / z + cx, -fy * cam[:, 1] / z + cy], axis=1)
+
 
 # OpenGL camera axes (x right, y up, z back) -> OpenCV (x right, y down, z forward): negate y and z.
 _GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from gt_core.render.cameras import Camera
+from gt_core.render.types import RasterOutput
 
 GRAPHDECO_ZNEAR, GRAPHDECO_ZFAR = 0.01, 100.0
 NEAR_PLANE = 0.2
@@ -91,7 +92,6 @@ def graphdeco_matrices(camera: Camera) -> tuple[Tensor, Tensor]:
 def rasterize_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                      camera: Camera, background: Tensor | None, sh_degree: int | None):
     """Render with ``gsplat.rasterization`` (see the module docstring for the conventions)."""
-    from gt_core.render.gaussians import RasterOutput
 
     _require_cuda(means, "gsplat")
     gsplat = _import("gsplat", "gsplat")
@@ -129,7 +129,6 @@ def _gsplat_means2d(means2d: Tensor) -> Tensor:
 def rasterize_graphdeco(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                         camera: Camera, background: Tensor | None, sh_degree: int | None):
     """Render with graphdeco's ``diff_gaussian_rasterization`` (see the module docstring for the conventions)."""
-    from gt_core.render.gaussians import RasterOutput
     from gt_core.render.torch_rasterizer import project_gaussians
 
     _require_cuda(means, "diff-gaussian-rasterization")

@@ -18,7 +18,6 @@ NDC convention: ``grad_ndc = grad_px · (0.5·W, 0.5·H)``; gsplat's default str
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import torch
@@ -27,20 +26,10 @@ from torch import Tensor
 from gt_core.render.cameras import Camera
 from gt_core.render.sh import MAX_SH_DEGREE, num_sh_bases, sh_to_rgb_view
 from gt_core.render import torch_rasterizer as tr
+from gt_core.render.types import RasterOutput
 
 Backend = Literal["auto", "torch", "gsplat", "diff-gaussian-rasterization"]
 BACKENDS = ("auto", "torch", "gsplat", "diff-gaussian-rasterization")
-
-
-@dataclass
-class RasterOutput:
-    """What a render returns (single camera)."""
-
-    color: Tensor  # [3, H, W] Σ cᵢαᵢTᵢ + T_final·background
-    alpha: Tensor  # [1, H, W] 1 - T_final
-    depth: Tensor  # [1, H, W] Σ zᵢαᵢTᵢ, view-space z, unnormalised (divide by alpha for the expected depth)
-    radii: Tensor  # [N] int32 3σ screen radius in pixels, 0 = culled (behind the near plane / off screen)
-    means2d: Tensor  # [N, 2] pixels; .grad holds ∂loss/∂means2d (pixels) after backward, see the module docstring
 
 
 def _backend_available(name: str) -> bool:

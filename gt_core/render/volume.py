@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from gt_core.render.rays import ray_aabb
+from gt_core.render.types import VolumeOutput
 
 
 # ------------------------------------------------------------------------------------------------ occupancy grid
@@ -177,12 +178,6 @@ def sample_along_rays(near: Tensor, far: Tensor, n_steps: int, grid: OccupancyGr
 
 
 # ---------------------------------------------------------------------------------------------------- compositing
-class VolumeOutput(NamedTuple):
-    colour: Tensor  # [N, C]
-    alpha: Tensor  # [N] opacity = sum of weights
-    depth: Tensor  # [N] sum w·t (unnormalised)
-
-
 def composite(sigmas: Tensor, rgbs: Tensor, deltas: Tensor, ray_ids: Tensor, background: Tensor,
               t_thresh: float = 1e-4, *, ts: Tensor) -> VolumeOutput:
     """Front-to-back alpha compositing of packed samples (see the module docstring for the exact rule).

@@ -45,6 +45,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from gt_core.errors import InputError
+from gt_core.methods import registry
 
 # Row order of Table 1 and the display name / better direction of each metric.
 METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips", "lmd")
@@ -52,24 +53,8 @@ METRIC_LABELS: dict[str, str] = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS
 HIGHER_IS_BETTER: dict[str, bool] = {"psnr": True, "ssim": True, "lpips": False, "lmd": False}
 PROTOCOLS: tuple[str, ...] = ("head", "face", "full")
 
-# Column order of Table 1: the method registry's order (DESIGN.md §3). Methods not listed here (a newly registered
-# one) follow in alphabetical order, so a new method appears in the tables without touching this module.
-METHOD_ORDER: tuple[str, ...] = (
-    "retrieval",
-    "ernerf",
-    "synctalk",
-    "synctalk-portrait",
-    "gaussiantalker",
-    "gaussiantalker-fs",
-)
-METHOD_LABELS: dict[str, str] = {
-    "retrieval": "Retrieval",
-    "ernerf": "ER-NeRF",
-    "synctalk": "SyncTalk",
-    "synctalk-portrait": "SyncTalk (portrait)",
-    "gaussiantalker": "GaussianTalker",
-    "gaussiantalker-fs": "GaussianTalker-FS",
-}
+# Column order of Table 1 and the display names are the method registry's, read when used (DESIGN.md §3). Methods
+# not registered (an old results folder) follow in alphabetical order under their own names.
 
 LONG_COLUMNS: tuple[str, ...] = (
     "subject", "duration_s", "method", "protocol", "metric", "mean", "std", "n", "n_frames", "n_missed_faces",
@@ -84,7 +69,7 @@ _FIX = "delete the file and re-run the evaluation of that cell (snakemake re-cre
 
 def method_label(method: str) -> str:
     """Display name of a method (``"ernerf" -> "ER-NeRF"``); unknown names are returned unchanged."""
-    return METHOD_LABELS.get(method, method)
+    return registry.METHODS[method].label if method in registry.METHODS else method
 
 
 def metric_label(metric: str, arrow: bool = False) -> str:
@@ -101,9 +86,9 @@ def duration_label(duration_s: float) -> str:
 
 
 def order_methods(present: Iterable[str], order: Sequence[str] | None = None) -> list[str]:
-    """Methods of ``present`` in ``order`` (default :data:`METHOD_ORDER`), unknown ones after it alphabetically."""
+    """Methods of ``present`` in ``order`` (default: the registry's), unknown ones after it alphabetically."""
     present = list(dict.fromkeys(present))
-    order = list(order) if order is not None else list(METHOD_ORDER)
+    order = list(order) if order is not None else list(registry.METHODS)
     known = [m for m in order if m in present]
     return known + sorted(m for m in present if m not in order)
 

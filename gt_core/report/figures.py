@@ -23,17 +23,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from gt_core.methods import registry
 from gt_core.report.collect import METRICS, method_label, metric_label, order_methods
 
-# Okabe–Ito colour-blind-safe palette, fixed per method so every figure of the study uses the same colours.
-METHOD_STYLE: dict[str, dict[str, str]] = {
-    "retrieval": {"color": "#7f7f7f", "marker": "o", "linestyle": "-"},
-    "ernerf": {"color": "#0072B2", "marker": "s", "linestyle": "-"},
-    "synctalk": {"color": "#E69F00", "marker": "^", "linestyle": "-"},
-    "synctalk-portrait": {"color": "#E69F00", "marker": "v", "linestyle": "--"},
-    "gaussiantalker": {"color": "#D55E00", "marker": "D", "linestyle": "-"},
-    "gaussiantalker-fs": {"color": "#CC79A7", "marker": "P", "linestyle": "-"},
-}
 _EXTRA_COLORS = ("#009E73", "#56B4E9", "#F0E442", "#000000")
 _EXTRA_MARKERS = ("X", "h", "*", "<")
 METRIC_UNITS: dict[str, str] = {"psnr": "dB", "ssim": "", "lpips": "", "lmd": "px (512-px frame)"}
@@ -56,8 +48,8 @@ RC = {
 
 def method_style(method: str, index: int = 0) -> dict[str, str]:
     """Colour, marker and line style of a method (a fixed style for registry methods, a spare one otherwise)."""
-    if method in METHOD_STYLE:
-        return dict(METHOD_STYLE[method])
+    if method in registry.METHODS:  # the registry's fixed style (Okabe–Ito colour-blind-safe): the same in every figure
+        return dict(registry.METHODS[method].style)
     return {"color": _EXTRA_COLORS[index % len(_EXTRA_COLORS)], "marker": _EXTRA_MARKERS[index % len(_EXTRA_MARKERS)],
             "linestyle": "-"}
 

@@ -4,7 +4,7 @@ In memory (:func:`table1_wide`) the table is a DataFrame::
 
     index   "metric": PSNR, SSIM, LPIPS, LMD                        (always these four, in this order)
     columns MultiIndex (method, duration): ("retrieval", "10s"), ("retrieval", "15s"), ..., ("gaussiantalker", "20s")
-            methods in registry order (:data:`gt_core.report.collect.METHOD_ORDER`), durations in config order
+            methods in registry order (:data:`gt_core.methods.registry.METHODS`), durations in config order
     values  mean over subjects of each subject's cell mean; NaN when the metric is unavailable / not applicable for
             any subject of that cell, or when a subject lacks the cell — never a partial average
     attrs   "protocol", "subjects", "statistic", "reasons" {(metric label, method, duration label): why NaN},

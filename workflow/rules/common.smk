@@ -11,7 +11,7 @@ from gt_core.metrics.lpips_metric import alexnet_weights_path
 from gt_core.preprocess.audio_features import AUDIO_FEATURES
 from gt_core.preprocess.deepspeech import deepspeech_graph_path
 from gt_core.config import SplitSpec, config_hash, duration_label, validate_config
-from gt_core.methods.losses import vgg16_weights_path
+from gt_core.nn.losses import vgg16_weights_path
 from gt_core.methods.registry import get_method, method_gpus as registry_method_gpus, validate_method_params
 
 # A --configfile that names its own subjects replaces the demo subject instead of being merged with it.

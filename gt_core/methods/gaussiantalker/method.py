@@ -111,12 +111,16 @@ class GaussianTalkerMethod(Method):
     }
     supports_full = False
 
-    def train(self, cell: CellData, cfg: dict[str, Any], out_dir: Path, device: torch.device) -> Path:
-        return T.train(cell, cfg, out_dir, device)
+    def train(self, cell: CellData, cfg: dict[str, Any], out_dir: Path, device: torch.device,
+              stop_after: int | None = None) -> Path:
+        return T.train(cell, cfg, out_dir, device, stop_after)
+
+    def stage_iterations(self, cfg: dict[str, Any]) -> dict[str, int]:
+        return {"canonical": int(cfg["iterations_canonical"]), "deform": int(cfg["iterations_deform"])}
 
     def weight_files(self) -> list[Path]:
         """The VGG16 backbone of the 0.01·perceptual term (``snakemake download_vgg16``)."""
-        from gt_core.methods.losses import vgg16_weights_path
+        from gt_core.nn.losses import vgg16_weights_path
 
         return [vgg16_weights_path()]
 

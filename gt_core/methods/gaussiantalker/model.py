@@ -70,12 +70,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gt_core.encoders.triplane import TriPlaneConfig, TriPlaneEncoder
-from gt_core.methods.gaussiantalker.audio import AudioEncoder
+from gt_core.encoders.audio import AudioEncoder
+from gt_core.nn.attention import CrossAttentionLayer
+from gt_core.nn.encodings import sinusoidal_encoding
+from gt_core.nn.mlp import LAST_LAYER_GAIN, mlp, small_init_
+from gt_core.render.cameras import project_points
 
 SH_DEGREE = 3
 SH_COEFFS = (SH_DEGREE + 1) ** 2  # 16
 TRIPLANE_ATTRIBUTES = ("opacity", "shs", "scale", "rotation")
-LAST_LAYER_GAIN = 0.1
 
 
 @dataclass
@@ -118,14 +121,6 @@ class ModelConfig:
 
 
 # ------------------------------------------------------------------------------------------------- building blocks
-def small_init_(linear: nn.Linear, gain: float = LAST_LAYER_GAIN) -> nn.Linear:
-    """Xavier-uniform with a small gain and zero bias: the original's init of every head's last layer."""
-    nn.init.xavier_uniform_(linear.weight, gain=gain)
-    if linear.bias is not None:
-        nn.init.zeros_(linear.bias)
-    return linear
-
-
 def init_like_released(modules: list[nn.Module], offset_gain: float = LAST_LAYER_GAIN) -> None:
     """The released code's init of its deformation network: Xavier-uniform (gain 1) on every Linear weight, biases at
     PyTorch's default, then Xavier gain 0.1 with zero bias on every attribute head's last layer (``mlp_init_zeros``);
@@ -144,26 +139,6 @@ def init_like_released(modules: list[nn.Module], offset_gain: float = LAST_LAYER
 def head(d_in: int, width: int, d_out: int) -> nn.Sequential:
     """ReLU–Linear(d_in, width)–ReLU–Linear(width, d_out), last layer small-initialised."""
     return nn.Sequential(nn.ReLU(), nn.Linear(d_in, width), nn.ReLU(), small_init_(nn.Linear(width, d_out)))
-
-
-def mlp(d_in: int, d_out: int, d_hidden: int, n_layers: int = 2) -> nn.Sequential:
-    """ER-NeRF's bias-free MLP: Linear–ReLU–…–Linear (no activation after the last layer)."""
-    layers: list[nn.Module] = []
-    for i in range(n_layers):
-        layers.append(nn.Linear(d_in if i == 0 else d_hidden, d_out if i == n_layers - 1 else d_hidden, bias=False))
-        if i < n_layers - 1:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
-def sinusoidal_encoding(x: Tensor, dim: int) -> Tensor:
-    """``x`` [B] scalars → [B, dim]: sin at even, cos at odd channels of ``x · 10000^(2⌊i/2⌋/dim)`` (the released
-    ``eye_encoding``: the factor multiplies, so channel i has angular frequency 10000^(2⌊i/2⌋/dim))."""
-    assert x.ndim == 1, tuple(x.shape)
-    i = torch.arange(dim, device=x.device, dtype=x.dtype)
-    freq = torch.pow(torch.tensor(10000.0, device=x.device, dtype=x.dtype), 2 * torch.div(i, 2, rounding_mode="floor") / dim)
-    ang = x[:, None] * freq
-    return torch.where(i.long() % 2 == 0, torch.sin(ang), torch.cos(ang))
 
 
 class CanonicalHeads(nn.Module):
@@ -204,37 +179,6 @@ class ConditionTokens(nn.Module):
         rot = viewmats[:, :3, :3].transpose(1, 2).reshape(b, 9)  # graphdeco's R (c2w rotation, OpenCV axes)
         cam = self.cam_mlp(torch.cat([rot, viewmats[:, :3, 3]], dim=1))  # [B, d]
         return torch.stack([a, e, cam, self.null.expand(b, 1, -1)[:, 0]], dim=1)  # [B, 4, d]
-
-
-class CrossAttentionLayer(nn.Module):
-    """One post-LN layer: x = LN(x + Drop(MHA(x, tokens))); x = LN(x + Drop(FFN(x))), FFN = Linear–ReLU–Drop–Linear;
-    q/k/v/o projections with bias (the released ``MultiHeadAttention``)."""
-
-    def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float, ln_eps: float):
-        super().__init__()
-        self.n_heads, self.d_k = n_heads, d_model // n_heads
-        self.w_q = nn.Linear(d_model, d_model)
-        self.w_k = nn.Linear(d_model, d_model)
-        self.w_v = nn.Linear(d_model, d_model)
-        self.w_o = nn.Linear(d_model, d_model)
-        self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
-        self.ln1 = nn.LayerNorm(d_model, eps=ln_eps)
-        self.ffn = nn.Sequential(nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model))
-        self.ln2 = nn.LayerNorm(d_model, eps=ln_eps)
-
-    def forward(self, x: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """``x`` [B or 1, N, d] queries, ``tokens`` [B, T, d] → ([B, N, d], weights [B, N, T] averaged over heads)."""
-        b, t, d = tokens.shape
-        n = x.shape[1]
-        h, dk = self.n_heads, self.d_k
-        q = self.w_q(x).view(x.shape[0], n, h, dk).transpose(1, 2)  # [B|1, h, N, dk]
-        k = self.w_k(tokens).view(b, t, h, dk).transpose(1, 2)  # [B, h, T, dk]
-        v = self.w_v(tokens).view(b, t, h, dk).transpose(1, 2)  # [B, h, T, dk]
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dk), dim=-1)  # [B, h, N, T]
-        out = (att @ v).transpose(1, 2).reshape(b, n, d)  # [B, N, d]
-        x = self.ln1(x + self.drop1(self.w_o(out)))
-        x = self.ln2(x + self.drop2(self.ffn(x)))
-        return x, att.mean(dim=1)
 
 
 class SpatialAudioAttention(nn.Module):
@@ -459,14 +403,6 @@ def sample_triangles(vertices: np.ndarray, triangles: np.ndarray, n: int, rng: n
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
     t = tri[idx]
     return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
-
-
-def project_points(points: np.ndarray, c2w: np.ndarray, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
-    """World points [P, 3] → pixels [P, 2] through an OpenGL camera-to-world [4, 4] (pixel centres at i + 0.5)."""
-    w2c = np.linalg.inv(c2w)
-    cam = points @ w2c[:3, :3].T + w2c[:3, 3]  # OpenGL camera axes: x right, y up, z backward
-    z = np.maximum(-cam[:, 2], 1e-6)
-    return np.stack([fx * cam[:, 0] / z + cx, -fy * cam[:, 1] / z + cy], axis=1)
 
 
 def _mask_votes(points: np.ndarray, masks: np.ndarray, c2ws: np.ndarray, intr: tuple[float, float, float, float]

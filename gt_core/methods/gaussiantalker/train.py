@@ -37,46 +37,37 @@ cell's canonical stage both extents fill the 6,000 cap; median Gaussian scale 2.
 ``deepspeech`` and standardises the other features (log-mel in dB, wakeword embeddings) per channel with the
 training frames' mean and std, whose raw scales are unrelated to DeepSpeech's logits.
 
-**Densification** (canonical stage only, the original's schedule scaled by the preset's iteration counts): every
-``densify_interval`` its in ``(densify_from, densify_until)``, while the count is below ``max_gaussians`` (a gate on
-the call, as the original's 50k: one call may overshoot it), Gaussians whose mean screen-space gradient reaches
-``densify_grad_threshold`` are cloned (max scale ≤ ``percent_dense``·extent) or split in two (samples from the
-Gaussian, scales ÷ 1.6). The rasterizer gives ∂L/∂means2d in pixels; it is converted to the original's NDC
-convention (× 0.5·W, × 0.5·H) before the norm. Pruning every ``prune_interval`` its in ``(prune_from,
-densify_until)``: opacity < ``min_opacity``, and after ``prune_big_from`` also a screen radius >
-``max_screen_radius_px512``·W/512 or a world scale > 0.1·extent. Densifying resets the accumulated statistics and
-screen radii (the original's ``densification_postfix``) and runs just before pruning on the same iteration, so the
-screen-radius test only bites once densification has stopped at the cap — exactly as in the original, where it
-fires only after the cloud reached 50k Gaussians.
-The optimiser step of an iteration runs before that iteration's densification (graphdeco runs it after, which
-silently skips the per-point parameters' update on densification iterations).
+**Densification** (canonical stage only): :mod:`.densify`.
 
-**Checkpoints/resume**: ``ckpt_latest.pt`` (model, optimiser, densification statistics, RNG states, stage and
-iteration, Gaussian count) is written atomically every ``checkpoint_every`` its and at each stage's end; ``train``
-resumes from it. Batches are a pure function of (seed, stage, epoch), so a resumed run is bit-identical to an
-uninterrupted one on the CPU. The final ``checkpoint.pt`` holds what rendering needs. A NaN/inf loss raises
-:class:`~gt_core.errors.TrainingDiverged` and leaves the last good ``ckpt_latest.pt`` in place.
-``train_log.csv``: one row per iteration (stage, iteration, loss terms, Gaussian count, LRs, SH degree, seconds).
+**Engine**: :class:`GaussianTalkerProgram` is this method's :class:`~gt_core.engine.loop.Program`; the shared
+engine runs the stage loop, resume from ``ckpt_latest.pt`` (model, optimiser, densification statistics, RNG states,
+stage and iteration, bit-identical on the CPU), periodic atomic checkpoints every ``checkpoint_every`` its and at
+each stage's end, the NaN/inf guard (:class:`~gt_core.errors.TrainingDiverged`, the last good checkpoint kept) and
+``train_log.csv`` (stage, iteration, loss terms, Gaussian count, LRs, SH degree, seconds). Batches are a pure
+function of (seed, stage, epoch) (:func:`gt_core.engine.batches.batch_indices`). The final ``checkpoint.pt`` holds
+what rendering needs.
 """
 from __future__ import annotations
 
-import csv
 import logging
-import math
-import random
-import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from tqdm import tqdm
+from torch import Tensor
 
 from gt_core.data.cell import LABEL_HEAD, CellData
-from gt_core.errors import InputError, TrainingDiverged
-from gt_core.io.atomic import atomic_path
+from gt_core.encoders.audio import standardises_audio as audio_standardised
+from gt_core.engine.batches import batch_indices
+from gt_core.engine.frames import FrameData
+from gt_core.engine.loop import CKPT_FINAL, CKPT_LATEST, LOG_NAME, Program, TrainingInterrupted, run_program
+from gt_core.engine.schedules import expon_lr
+from gt_core.engine.state import load_torch
+from gt_core.errors import InputError
+from gt_core.methods.gaussiantalker.config import TrainConfig
+from gt_core.methods.gaussiantalker.densify import POINT_GROUPS, Densifier, densify_prune
 from gt_core.methods.gaussiantalker.model import (
     SH_DEGREE,
     GaussianState,
@@ -85,139 +76,15 @@ from gt_core.methods.gaussiantalker.model import (
     initial_point_cloud,
     point_colors,
 )
-from gt_core.methods.losses import l1_loss, lip_l1, load_vgg16_perceptual, ssim
+from gt_core.nn.losses import l1_loss, lip_l1, load_vgg16_perceptual, ssim
 from gt_core.render.cameras import Camera
 from gt_core.render.gaussians import rasterize_gaussians
-from gt_core.render.torch_rasterizer import LOWPASS_PX2
 
 log = logging.getLogger(__name__)
 
 STAGES = ("canonical", "deform")
-CKPT_LATEST = "ckpt_latest.pt"
-CKPT_FINAL = "checkpoint.pt"
-LOG_NAME = "train_log.csv"
 FORMAT = "gaussiantalker-v1"
-LOG_FIELDS = ("stage", "iteration", "loss", "l1", "dssim", "lip", "vgg", "n_gaussians", "lr_xyz", "lr_network",
-              "lr_grid", "sh_degree", "seconds")
-# the original's per-point LR groups: optimiser group name -> model attribute
-POINT_GROUPS = {"xyz": "xyz", "f_dc": "features_dc", "f_rest": "features_rest", "opacity": "opacity",
-                "scaling": "scaling", "rotation": "rotation"}
-
-
-class TrainingInterrupted(RuntimeError):
-    """Raised by ``train(..., stop_after=k)`` after k iterations: a simulated crash for resume tests."""
-
-
-@dataclass
-class TrainConfig:
-    """Training hyper-parameters (the method's presets fill every field; see ``method.py``)."""
-
-    seed: int = 0
-    n_init_points: int = 34650
-    # "random" (original) | "frame" (first training target's projected colours); only visible when "shs" is not a
-    # triplane attribute, since F_can's SH replace the free ones during the canonical stage
-    color_init: str = "random"
-    iterations_canonical: int = 7999
-    iterations_deform: int = 10000
-    batch_canonical: int = 1
-    batch_deform: int = 32
-    # learning rates (original values; see the module docstring for the spatial scale)
-    lr_xyz_init: float = 1.6e-4
-    lr_xyz_final: float = 1.6e-6
-    lr_network_init: float = 1e-4
-    lr_network_final: float = 1e-5
-    lr_grid_init: float = 1.6e-3
-    lr_grid_final: float = 1.6e-4
-    lr_max_steps_canonical: int = 20000
-    lr_max_steps_deform: int = 20000
-    lr_f_dc: float = 2.5e-3
-    lr_f_rest: float = 1.25e-4
-    lr_opacity: float = 0.05
-    lr_scaling: float = 5e-3
-    lr_rotation: float = 1e-3
-    network_lr_scale: float = 1.0  # × the network/grid LRs on top of the extent (1 = the original)
-    # the original's cameras_extent (see the module docstring): "camera" = 1.1 × the largest distance of a training
-    # camera centre from their mean (head frame, metres), "cloud" = the initial cloud's AABB diagonal
-    extent: str = "camera"
-    min_extent: float = 0.02  # metres: floor of the camera extent (a speaker who never moves has a zero spread)
-    # "auto": the original feeds DeepSpeech logits raw, other features are standardised with training statistics
-    audio_normalisation: str = "auto"
-    sh_degree_interval: int = 1000
-    # densification (canonical stage only)
-    densify_from: int = 1000
-    densify_until: int = 7000
-    densify_interval: int = 100
-    densify_grad_threshold: float = 1e-3
-    percent_dense: float = 0.01
-    max_gaussians: int = 50000  # densification runs only while fewer (a gate on the call, as the original's 50k)
-    prune_from: int = 500
-    prune_interval: int = 100
-    prune_big_from: int = 3000
-    min_opacity: float = 0.005
-    max_screen_radius_px512: float = 20.0
-    big_world_fraction: float = 0.1
-    # loss weights
-    lambda_l1: float = 0.8
-    lambda_dssim: float = 0.2
-    lambda_lip: float = 0.4
-    lambda_vgg: float = 0.01
-    # bookkeeping
-    checkpoint_every: int = 500
-    render_batch: int = 32
-    backend: str = "auto"
-
-    @classmethod
-    def from_dict(cls, cfg: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in names})
-
-
-# ---------------------------------------------------------------------------------------------------- schedules
-def expon_lr(step: int, lr_init: float, lr_final: float, max_steps: int) -> float:
-    """Log-linear decay from ``lr_init`` (step 0) to ``lr_final`` (``max_steps`` and after) — graphdeco's
-    ``get_expon_lr_func`` without the (unused) delay."""
-    if lr_init == lr_final:
-        return lr_init
-    t = min(max(step / max(max_steps, 1), 0.0), 1.0)
-    return math.exp(math.log(lr_init) * (1 - t) + math.log(lr_final) * t)
-
-
-def batch_indices(seed: int, stage: str, iteration: int, batch: int, n_frames: int) -> np.ndarray:
-    """Frames of ``iteration`` (1-based): consecutive slices of per-epoch random permutations, a pure function of
-    (seed, stage, epoch) so that resumed runs draw the same batches."""
-    out = []
-    start = (iteration - 1) * batch
-    for k in range(start, start + batch):
-        epoch, pos = divmod(k, n_frames)
-        perm = np.random.default_rng([seed, STAGES.index(stage), epoch]).permutation(n_frames)
-        out.append(perm[pos])
-    return np.asarray(out, dtype=np.int64)
-
-
-# --------------------------------------------------------------------------------------------------------- data
-class FrameData:
-    """A frame set's per-frame tensors on the training device (images kept as uint8 until a batch is drawn)."""
-
-    def __init__(self, cell: CellData, which: str, device: torch.device, context: int):
-        fs = getattr(cell, which)
-        self.n = len(fs)
-        self.width, self.height = cell.width, cell.height
-        self.device = device
-        self.backgrounds = torch.from_numpy(np.ascontiguousarray(fs.backgrounds)).to(device)  # [N, H, W, 3] u8
-        self.targets = (torch.from_numpy(np.ascontiguousarray(fs.targets)).to(device) if which == "train"
-                        else None)  # [N, H, W, 3] u8
-        self.audio_ctx = torch.from_numpy(np.ascontiguousarray(fs.audio_context(context))).float().to(device)
-        self.eye = torch.from_numpy(np.asarray(fs.eye, np.float32)).to(device)  # [N]
-        self.mouth_boxes = torch.from_numpy(fs.mouth_boxes).to(device) if which == "train" else None  # [N, 4]
-        self.cameras = [Camera.from_c2w_opengl(torch.from_numpy(np.asarray(m, np.float32)), cell.fx, cell.fy,
-                                               cell.cx, cell.cy, cell.width, cell.height).to(device)
-                        for m in fs.c2w]
-        self.viewmats = torch.stack([c.viewmat for c in self.cameras]).float()  # [N, 4, 4]
-
-    @staticmethod
-    def image(u8: Tensor) -> Tensor:
-        """[B, H, W, 3] uint8 → [B, 3, H, W] float in [0, 1]."""
-        return u8.permute(0, 3, 1, 2).float() / 255.0
+__all__ = ["CKPT_FINAL", "CKPT_LATEST", "LOG_NAME", "TrainingInterrupted", "GaussianTalkerProgram", "train"]
 
 
 # ------------------------------------------------------------------------------------------------------- render
@@ -272,129 +139,6 @@ def set_learning_rates(opt: torch.optim.Adam, tc: TrainConfig, stage: str, itera
         if g["name"] in lrs:
             g["lr"] = lrs[g["name"]]
     return lrs
-
-
-def _swap_point_params(opt: torch.optim.Adam, model: GaussianTalkerModel, fn) -> None:
-    """Replace every per-point parameter ``p`` (model attribute ``attr``) by ``fn(attr, p, False)`` and its Adam
-    moments ``m`` by ``fn(attr, m, True)`` (so ``fn`` can start new rows' moments at 0)."""
-    for g in opt.param_groups:
-        if g["name"] not in POINT_GROUPS:
-            continue
-        attr = POINT_GROUPS[g["name"]]
-        old = g["params"][0]
-        state = opt.state.pop(old, None)
-        new = nn.Parameter(fn(attr, old.detach(), False))
-        if state:
-            for key in ("exp_avg", "exp_avg_sq"):
-                state[key] = fn(attr, state[key], True)
-            opt.state[new] = state
-        g["params"][0] = new
-        setattr(model, attr, new)
-
-
-# the smallest radius the rasterizer gives a splat: λmax ≥ 0.3 + √0.1 px² (its +0.3 px² dilation and the 0.1 floor
-# of graphdeco's eigenvalue formula), radius = ⌈3·√λmax⌉ = 3 px
-MIN_SPLAT_RADIUS_PX = math.ceil(3.0 * math.sqrt(LOWPASS_PX2 + math.sqrt(0.1)))
-
-
-def screen_radius_limit(tc: TrainConfig, width: int) -> float:
-    """The screen-radius prune threshold in pixels: the original's 20 px at 512 px scaled to ``width``, but never
-    below twice the smallest radius a splat can have (at 48 px, 20·48/512 = 1.9 px would prune every Gaussian)."""
-    return max(tc.max_screen_radius_px512 * width / 512.0, 2.0 * MIN_SPLAT_RADIUS_PX)
-
-
-class Densifier:
-    """Screen-space gradient statistics and the clone/split/prune operations of the canonical stage."""
-
-    def __init__(self, n: int, device: torch.device):
-        self.grad_accum = torch.zeros(n, device=device)
-        self.denom = torch.zeros(n, device=device)
-        self.max_radii = torch.zeros(n, device=device)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {"grad_accum": self.grad_accum, "denom": self.denom, "max_radii": self.max_radii}
-
-    def load_state_dict(self, d: dict[str, Tensor]) -> None:
-        self.grad_accum, self.denom, self.max_radii = d["grad_accum"], d["denom"], d["max_radii"]
-
-    @torch.no_grad()
-    def add_stats(self, outs: list, width: int, height: int) -> None:
-        """Accumulate ‖∂L/∂means2d‖ in the original's NDC units (pixel grad × (W/2, H/2)), summed over the batch's
-        views, for the Gaussians visible in any of them; track the largest screen radius."""
-        grad = torch.zeros_like(self.grad_accum[:, None].expand(-1, 2)).clone()
-        visible = torch.zeros_like(self.grad_accum, dtype=torch.bool)
-        scale = torch.tensor([0.5 * width, 0.5 * height], device=grad.device)
-        for out in outs:
-            if out.means2d.grad is not None:
-                grad += out.means2d.grad * scale
-            vis = out.radii > 0
-            visible |= vis
-            self.max_radii[vis] = torch.maximum(self.max_radii[vis], out.radii[vis].to(self.max_radii))
-        self.grad_accum[visible] += grad[visible].norm(dim=-1)
-        self.denom[visible] += 1
-
-    def _reset(self, n: int, device: torch.device) -> None:
-        self.grad_accum = torch.zeros(n, device=device)
-        self.denom = torch.zeros(n, device=device)
-        self.max_radii = torch.zeros(n, device=device)
-
-    @torch.no_grad()
-    def densify(self, model: GaussianTalkerModel, opt: torch.optim.Adam, tc: TrainConfig, log_scale: Tensor) -> int:
-        """Clone/split by the accumulated gradient; ``log_scale`` [N, 3] = effective canonical log-scales.
-        Returns the number of Gaussians added (net)."""
-        n = model.n_points
-        extent = float(model.scene_extent)
-        grads = self.grad_accum / self.denom.clamp_min(1)
-        grads[self.denom == 0] = 0
-        big = log_scale.exp().max(dim=1).values > tc.percent_dense * extent
-        candidates = grads >= tc.densify_grad_threshold
-        if not bool(candidates.any()):
-            self._reset(n, grads.device)
-            return 0
-        clone, split = candidates & ~big, candidates & big
-        # clones: exact copies; split children: 2 samples from the parent Gaussian, scales / 1.6
-        ci, si = clone.nonzero()[:, 0], split.nonzero()[:, 0]
-        std = log_scale[si].exp().repeat(2, 1)
-        samples = torch.normal(torch.zeros_like(std), std)
-        from gt_core.render.torch_rasterizer import quat_to_rotmat
-
-        rots = quat_to_rotmat(model.rotation[si]).repeat(2, 1, 1)
-        new_xyz = torch.bmm(rots, samples[..., None])[..., 0] + model.xyz[si].repeat(2, 1)
-        extra = {
-            "xyz": torch.cat([model.xyz[ci], new_xyz]),
-            "features_dc": torch.cat([model.features_dc[ci], model.features_dc[si].repeat(2, 1, 1)]),
-            "features_rest": torch.cat([model.features_rest[ci], model.features_rest[si].repeat(2, 1, 1)]),
-            "opacity": torch.cat([model.opacity[ci], model.opacity[si].repeat(2, 1)]),
-            "scaling": torch.cat([model.scaling[ci], model.scaling[si].repeat(2, 1) - math.log(1.6)]),
-            "rotation": torch.cat([model.rotation[ci], model.rotation[si].repeat(2, 1)]),
-        }
-        keep = torch.cat([~split, torch.ones(len(extra["xyz"]), dtype=torch.bool, device=split.device)])
-
-        def grow(attr: str, t: Tensor, is_moment: bool) -> Tensor:
-            new_rows = torch.zeros_like(extra[attr]) if is_moment else extra[attr].to(t)
-            return torch.cat([t, new_rows])[keep]
-
-        _swap_point_params(opt, model, grow)
-        self._reset(model.n_points, grads.device)
-        return model.n_points - n
-
-    @torch.no_grad()
-    def prune(self, model: GaussianTalkerModel, opt: torch.optim.Adam, tc: TrainConfig, canonical: GaussianState,
-              big_too: bool, width: int) -> int:
-        """Remove low-opacity Gaussians (and, with ``big_too``, huge ones on screen or in the world)."""
-        extent = float(model.scene_extent)
-        drop = canonical.opacities < tc.min_opacity
-        if big_too:
-            drop |= self.max_radii > screen_radius_limit(tc, width)
-            drop |= canonical.scales.max(dim=1).values > tc.big_world_fraction * extent
-        if bool(drop.all()):  # never prune everything: keep the most opaque
-            drop[torch.argmax(canonical.opacities)] = False
-        if not bool(drop.any()):
-            return 0
-        keep = ~drop
-        _swap_point_params(opt, model, lambda _attr, t, _moment: t[keep])
-        self.grad_accum, self.denom, self.max_radii = self.grad_accum[keep], self.denom[keep], self.max_radii[keep]
-        return int(drop.sum())
 
 
 # --------------------------------------------------------------------------------------------------------- loss
@@ -456,33 +200,6 @@ def forward_batch(model: GaussianTalkerModel, data: FrameData, idx: np.ndarray, 
     return pred, outs, weights
 
 
-def train_step(model: GaussianTalkerModel, opt: torch.optim.Adam, dens: "Densifier", data: FrameData,
-               loss_fn: PhotometricLoss, tc: TrainConfig, stage: str, it: int, scales: LrScales, batch: int,
-               latest: Path | None = None) -> tuple[float, dict[str, float], dict[str, float], int]:
-    """One optimisation step of ``stage`` at iteration ``it`` (1-based), with densification in the canonical stage.
-    Returns (loss, loss terms, learning rates, active SH degree); raises TrainingDiverged on a NaN/inf loss."""
-    lrs = set_learning_rates(opt, tc, stage, it, scales)
-    sh_deg = sh_degree_at(tc, stage, it)
-    idx = batch_indices(tc.seed, stage, it, batch, data.n)
-    pred, outs, _ = forward_batch(model, data, idx, stage, sh_deg, tc.backend)
-    idx_t = torch.from_numpy(idx).to(data.device)
-    loss, terms = compute_loss(loss_fn, pred, FrameData.image(data.targets[idx_t]), data.mouth_boxes[idx_t])
-    if not bool(torch.isfinite(loss)):
-        where = (f"the last good checkpoint {latest} is kept" if latest is not None and latest.exists()
-                 else "no checkpoint was written yet")
-        raise TrainingDiverged(
-            f"gaussiantalker: loss became {float(loss.detach())} at {stage} iteration {it} ({model.n_points} "
-            f"Gaussians); {where} — lower the learning rates or check the cell's inputs")
-    loss.backward()
-    if stage == "canonical" and it < tc.densify_until:
-        dens.add_stats(outs, data.width, data.height)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    if stage == "canonical":
-        densify_prune(model, opt, dens, tc, it, data.width)
-    return float(loss.detach()), terms, lrs, sh_deg
-
-
 @torch.no_grad()
 def render_frames(model: GaussianTalkerModel, data: FrameData, sh_degree: int, batch: int, backend: str = "auto"
                   ) -> tuple[Tensor, Tensor]:
@@ -503,21 +220,6 @@ def render_frames(model: GaussianTalkerModel, data: FrameData, sh_degree: int, b
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def model_record(model: GaussianTalkerModel) -> dict[str, Any]:
     """What rebuilding the model needs (besides its state dict)."""
     return {"model_config": asdict(model.cfg), "audio_dim": model.audio_dim, "n_points": model.n_points,
@@ -537,51 +239,16 @@ def build_model(record: dict[str, Any], state_dict: dict[str, Tensor] | None, de
     return model.to(device)
 
 
-def save_torch(path: Path, obj: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[GaussianTalkerModel, dict]:
     """Load ``checkpoint.pt`` (or ``ckpt_latest.pt``) → (model on ``device`` in eval mode, the whole record)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_torch(path)
     assert ckpt.get("format") == FORMAT, f"{path} is not a {FORMAT} checkpoint"
     model = build_model(ckpt["record"], ckpt["model"], torch.device(device))
     model.eval()
     return model, ckpt
 
 
-# ---------------------------------------------------------------------------------------------------------- log
-class CsvLog:
-    """``train_log.csv``; on resume, rows past the checkpoint's position are dropped first."""
-
-    def __init__(self, path: Path, keep_until: tuple[int, int] | None):
-        self.path = path
-        rows: list[dict[str, str]] = []
-        if keep_until is not None and path.exists():
-            with open(path, newline="") as fh:
-                for row in csv.DictReader(fh):
-                    pos = (STAGES.index(row["stage"]), int(row["iteration"]))
-                    if pos <= keep_until:
-                        rows.append(row)
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
-        self.fh = open(path, "a", newline="")
-        self.writer = csv.DictWriter(self.fh, fieldnames=LOG_FIELDS)
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
-    def flush(self) -> None:
-        self.fh.flush()
-
-    def close(self) -> None:
-        self.fh.close()
-
-
-# -------------------------------------------------------------------------------------------------------- train
+# ---------------------------------------------------------------------------------------------- initialisation
 def camera_extent(c2w: np.ndarray) -> float:
     """The original's ``cameras_extent`` (graphdeco ``getNerfppNorm``): 1.1 × the largest distance of a camera
     centre ``c2w[:, :3, 3]`` [N, 3] from their mean, in world units (here the head frame, metres)."""
@@ -605,11 +272,7 @@ def scene_extent(cell: CellData, points: np.ndarray, tc: TrainConfig) -> float:
 
 def standardises_audio(tc: TrainConfig, audio_feature: str) -> bool:
     """Whether the audio windows are standardised before the network (``audio_normalisation``)."""
-    mode = tc.audio_normalisation
-    if mode not in ("auto", "standardise", "none"):
-        raise InputError("method_params.gaussiantalker.audio_normalisation", f"unknown value {mode!r}",
-                         "use 'auto', 'standardise' or 'none'")
-    return mode == "standardise" or (mode == "auto" and audio_feature != "deepspeech")
+    return audio_standardised(tc.audio_normalisation, audio_feature, "method_params.gaussiantalker.audio_normalisation")
 
 
 def init_model(cell: CellData, tc: TrainConfig, mcfg: ModelConfig, device: torch.device
@@ -652,120 +315,111 @@ def sh_degree_at(tc: TrainConfig, stage: str, iteration: int) -> int:
     return min(SH_DEGREE, tc.iterations_canonical // tc.sh_degree_interval)
 
 
+# -------------------------------------------------------------------------------------------------------- train
+class GaussianTalkerProgram(Program):
+    """GaussianTalker's two stages on the shared engine: the canonical stage (with densification), the bake, the
+    deformation stage; one step = learning rates, SH degree, batch, render, loss | backward, Adam, densification."""
+
+    name = "gaussiantalker"
+    format = FORMAT
+    stages = STAGES
+    log_fields = ("l1", "dssim", "lip", "vgg", "n_gaussians", "lr_xyz", "lr_network", "lr_grid", "sh_degree")
+
+    def __init__(self, cell: CellData, cfg: dict[str, Any], device: torch.device):
+        self.cell, self.device = cell, torch.device(device)
+        self.tc = TrainConfig.from_dict(cfg)
+        self.mcfg = ModelConfig.from_dict(cfg)
+        self.seed, self.checkpoint_every = self.tc.seed, self.tc.checkpoint_every
+        self.data = FrameData(cell, "train", self.device, self.mcfg.audio_context)
+        self.model: GaussianTalkerModel | None = None
+        self.init_stats: dict[str, Any] = {}
+
+    def iterations(self, stage: str) -> int:
+        return {"canonical": self.tc.iterations_canonical, "deform": self.tc.iterations_deform}[stage]
+
+    def batch(self, stage: str) -> int:
+        return {"canonical": self.tc.batch_canonical, "deform": self.tc.batch_deform}[stage]
+
+    # ----------------------------------------------------------------------------------------- model lifecycle
+    def start(self) -> None:
+        self.model, self.init_stats = init_model(self.cell, self.tc, self.mcfg, self.device)
+        self._prepare()
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        self.model = build_model(ckpt["record"], ckpt["model"], self.device)
+        self.init_stats = ckpt["init_stats"]
+        self._prepare()
+
+    def _prepare(self) -> None:
+        self.scales = LrScales.of(self.model, self.tc)
+        self.loss_fn = PhotometricLoss(self.tc, self.device)
+        log.info("gaussiantalker: %s", self.loss_fn.vgg_status)
+
+    def begin_stage(self, stage: str, ckpt: dict[str, Any] | None) -> None:
+        model = self.model
+        if stage == "deform" and not bool(model.baked):
+            model.bake()
+        self.opt = build_optimizer(model, self.tc)
+        self.dens = Densifier(model.n_points, self.device)
+        if ckpt is not None:
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.dens.load_state_dict({k: v.to(self.device) for k, v in ckpt["densifier"].items()})
+        model.train()
+
+    # ------------------------------------------------------------------------------------------------ one step
+    def forward(self, stage: str, it: int) -> tuple[Tensor, dict[str, Any]]:
+        tc, data = self.tc, self.data
+        self._lrs = set_learning_rates(self.opt, tc, stage, it, self.scales)
+        self._sh = sh_degree_at(tc, stage, it)
+        idx = batch_indices(tc.seed, STAGES.index(stage), it, self.batch(stage), data.n)
+        pred, self._outs, _ = forward_batch(self.model, data, idx, stage, self._sh, tc.backend)
+        idx_t = torch.from_numpy(idx).to(data.device)
+        return compute_loss(self.loss_fn, pred, FrameData.image(data.targets[idx_t]), data.mouth_boxes[idx_t])
+
+    def update(self, stage: str, it: int, loss: Tensor) -> dict[str, Any]:
+        tc, model = self.tc, self.model
+        loss.backward()
+        if stage == "canonical" and it < tc.densify_until:
+            self.dens.add_stats(self._outs, self.data.width, self.data.height)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if stage == "canonical":
+            densify_prune(model, self.opt, self.dens, tc, it, self.data.width)
+        self._outs = None
+        lrs = self._lrs
+        return {"n_gaussians": model.n_points, "lr_xyz": lrs["xyz"], "lr_network": lrs["network"],
+                "lr_grid": lrs["grid"], "sh_degree": self._sh}
+
+    # ----------------------------------------------------------------------------------------------- records
+    def state(self, stage: str) -> dict[str, Any]:
+        return {"record": model_record(self.model), "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "densifier": self.dens.state_dict(),
+                "train_config": asdict(self.tc), "init_stats": self.init_stats,
+                "vgg": self.loss_fn.vgg_status, "perceptual": self.loss_fn.perceptual}
+
+    def finish(self) -> None:
+        if not bool(self.model.baked):  # no deformation iterations: still bake so rendering sees free parameters
+            self.model.bake()
+
+    def final(self) -> dict[str, Any]:
+        cell = self.cell
+        return {"record": model_record(self.model), "model": self.model.state_dict(), "train_config": asdict(self.tc),
+                "init_stats": self.init_stats, "vgg": self.loss_fn.vgg_status, "perceptual": self.loss_fn.perceptual,
+                "cell": {"subject": cell.subject, "duration_s": cell.duration_s,
+                         "train_frame_ids": cell.train.frame_ids.tolist(), "width": cell.width, "height": cell.height}}
+
+    def progress(self) -> dict[str, Any]:
+        return {"n": self.model.n_points}
+
+    def describe(self) -> str:
+        return f"{self.model.n_points} Gaussians"
+
+    def summary(self) -> str:
+        return f"{self.model.n_points} Gaussians; {self.loss_fn.vgg_status}"
+
+
 def train(cell: CellData, cfg: dict[str, Any], out_dir: str | Path, device: torch.device,
           stop_after: int | None = None) -> Path:
-    """Train GaussianTalker on ``cell.train``; write ``checkpoint.pt`` in ``out_dir`` and return its path.
-
-    Resumes from ``out_dir/ckpt_latest.pt`` when present. ``stop_after`` (tests) raises
-    :class:`TrainingInterrupted` after that many iterations of this call.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
-    tc = TrainConfig.from_dict(cfg)
-    mcfg = ModelConfig.from_dict(cfg)
-    latest = out_dir / CKPT_LATEST
-    data = FrameData(cell, "train", device, mcfg.audio_context)
-    iters = {"canonical": tc.iterations_canonical, "deform": tc.iterations_deform}
-    batch = {"canonical": tc.batch_canonical, "deform": tc.batch_deform}
-
-    resumed = latest.exists()
-    if resumed:
-        ckpt = torch.load(latest, map_location="cpu", weights_only=False)
-        assert ckpt.get("format") == FORMAT, f"{latest} is not a {FORMAT} checkpoint: delete it to start afresh"
-        model = build_model(ckpt["record"], ckpt["model"], device)
-        stage, done = ckpt["stage"], int(ckpt["iteration"])
-        init_stats, elapsed = ckpt["init_stats"], float(ckpt["elapsed_s"])
-        log.info("resuming %s from %s at %s iteration %d", out_dir, latest.name, stage, done)
-    else:
-        torch.manual_seed(tc.seed)
-        np.random.seed(tc.seed)
-        random.seed(tc.seed)
-        model, init_stats = init_model(cell, tc, mcfg, device)
-        stage, done, elapsed, ckpt = "canonical", 0, 0.0, None
-    scales = LrScales.of(model, tc)
-    loss_fn = PhotometricLoss(tc, device)
-    log.info("gaussiantalker: %s", loss_fn.vgg_status)
-    csv_log = CsvLog(out_dir / LOG_NAME, (STAGES.index(stage), done) if resumed else None)
-    run_iters = 0
-
-    def save_latest(stage_: str, it: int, opt: torch.optim.Adam, dens: Densifier) -> None:
-        csv_log.flush()
-        save_torch(latest, {
-            "format": FORMAT, "stage": stage_, "iteration": it, "record": model_record(model),
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "densifier": dens.state_dict(),
-            "rng": rng_state(), "train_config": asdict(tc), "init_stats": init_stats,
-            "elapsed_s": elapsed, "vgg": loss_fn.vgg_status, "perceptual": loss_fn.perceptual,
-        })
-
-    try:
-        for stage_name in STAGES[STAGES.index(stage):]:
-            if stage_name == "deform" and not bool(model.baked):
-                model.bake()
-            opt = build_optimizer(model, tc)
-            dens = Densifier(model.n_points, device)
-            if ckpt is not None and ckpt["stage"] == stage_name:
-                opt.load_state_dict(ckpt["optimizer"])
-                dens.load_state_dict({k: v.to(device) for k, v in ckpt["densifier"].items()})
-                set_rng_state(ckpt["rng"])
-                start = int(ckpt["iteration"])
-            else:
-                start = 0
-            ckpt = None
-            model.train()
-            bar = tqdm(range(start + 1, iters[stage_name] + 1), desc=f"gaussiantalker {stage_name}",
-                       initial=start, total=iters[stage_name], leave=False)
-            for it in bar:
-                t0 = time.perf_counter()
-                loss, terms, lrs, sh_deg = train_step(model, opt, dens, data, loss_fn, tc, stage_name, it, scales,
-                                                      batch[stage_name], latest)
-                step_s = time.perf_counter() - t0
-                elapsed += step_s
-                csv_log.write({"stage": stage_name, "iteration": it, "loss": loss, **terms,
-                               "n_gaussians": model.n_points, "lr_xyz": lrs["xyz"], "lr_network": lrs["network"],
-                               "lr_grid": lrs["grid"], "sh_degree": sh_deg, "seconds": step_s})
-                bar.set_postfix(loss=f"{loss:.4f}", n=model.n_points)
-                if it % tc.checkpoint_every == 0 or it == iters[stage_name]:
-                    save_latest(stage_name, it, opt, dens)
-                run_iters += 1
-                if stop_after is not None and run_iters >= stop_after:
-                    raise TrainingInterrupted(f"stopped after {run_iters} iterations (at {stage_name} {it})")
-            bar.close()
-            if stage_name == "canonical" and iters["canonical"] == 0:
-                save_latest(stage_name, 0, opt, dens)
-    finally:
-        csv_log.close()
-
-    if not bool(model.baked):  # no deformation iterations: still bake so rendering sees free parameters
-        model.bake()
-    final = out_dir / CKPT_FINAL
-    save_torch(final, {
-        "format": FORMAT, "stage": "done", "record": model_record(model), "model": model.state_dict(),
-        "train_config": asdict(tc), "init_stats": init_stats, "train_seconds": elapsed,
-        "vgg": loss_fn.vgg_status, "perceptual": loss_fn.perceptual, "cell": {"subject": cell.subject, "duration_s": cell.duration_s,
-                                            "train_frame_ids": cell.train.frame_ids.tolist(),
-                                            "width": cell.width, "height": cell.height},
-    })
-    log.info("gaussiantalker: %d Gaussians, %.1f s of training steps; %s", model.n_points, elapsed,
-             loss_fn.vgg_status)
-    return final
-
-
-def densify_prune(model: GaussianTalkerModel, opt: torch.optim.Adam, dens: Densifier, tc: TrainConfig, it: int,
-                  width: int) -> None:
-    """The canonical stage's densification/pruning schedule at the end of iteration ``it`` (the original's: both
-    only before ``densify_until``; densify after ``densify_from`` while fewer than ``max_gaussians``; prune after
-    ``prune_from``). Densifying resets the screen radii, so — as in the original — the screen-radius prune can only
-    fire once the Gaussian count has reached ``max_gaussians`` and densification has stopped."""
-    if it >= tc.densify_until:
-        return
-    if it > tc.densify_from and it % tc.densify_interval == 0 and model.n_points < tc.max_gaussians:
-        with torch.no_grad():
-            log_scale = model.canonical().log_scale.detach()
-        dens.densify(model, opt, tc, log_scale)
-    if it > tc.prune_from and it % tc.prune_interval == 0:
-        with torch.no_grad():
-            canon = model.canonical()
-            canon = GaussianState(*(t.detach() for t in (canon.xyz, canon.log_scale, canon.rotation,
-                                                          canon.opacity_logit, canon.shs)))
-        dens.prune(model, opt, tc, canon, it > tc.prune_big_from, width)
+    """Train GaussianTalker on ``cell.train``; write ``checkpoint.pt`` in ``out_dir`` and return its path
+    (resumes from ``out_dir/ckpt_latest.pt``; ``stop_after``: see :func:`gt_core.engine.loop.run_program`)."""
+    return run_program(GaussianTalkerProgram(cell, cfg, device), out_dir, stop_after)

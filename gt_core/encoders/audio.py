@@ -16,7 +16,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from gt_core.errors import InputError
+
 LEAKY = 0.02
+AUDIO_NORMALISATION = ("auto", "standardise", "none")
+
+
+def standardises_audio(mode: str, audio_feature: str, key: str) -> bool:
+    """Whether a method standardises its audio windows with the training frames' per-channel statistics.
+
+    ``auto`` (both originals' behaviour for their feature): DeepSpeech logits are fed raw, every other feature (our
+    log-mel in dB, wakeword embeddings, whose scales are unrelated to DeepSpeech's) is standardised. ``key`` names
+    the hyper-parameter in the one-line error for an unknown ``mode``.
+    """
+    if mode not in AUDIO_NORMALISATION:
+        raise InputError(key, f"unknown value {mode!r}", f"use one of {', '.join(AUDIO_NORMALISATION)}")
+    return mode == "standardise" or (mode == "auto" and audio_feature != "deepspeech")
 
 
 class AudioNet(nn.Module):

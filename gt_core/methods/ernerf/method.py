@@ -1,0 +1,121 @@
+"""``ernerf``: ER-NeRF (Li et al., ICCV 2023) behind the :class:`~gt_core.methods.base.Method` interface — an
+audio-driven NeRF on a tri-plane hash grid with region-aware audio attention, fine-tuned on the lips, with a 2-D
+torso conditioned on the head pose.
+
+Field: :mod:`.field` (head) and :mod:`.torso`; training (head, lips, torso stages on the shared engine): :mod:`.train`.
+
+**Rendering** follows the original's evaluation: every test frame from its own audio context, eye value and tracked
+camera, with individual code 0 (head and torso), no jitter; ``head`` = the head over the frame's ground-truth torso
+on the plate (the original's head-only ``--test``), ``full`` = the head over the method's own torso on the plate
+(``--torso --test``). ``Renders.seconds`` covers the rays of the head (and the torso for ``full``) on the device.
+
+Presets (see ``make_preset``):
+
+* ``paper`` — the original's numbers: 100,000 head + 25,000 lip + 200,000 torso its, 65,536 rays per step (at
+  512 px), AdamW lrs 1e-2 / 1e-3, the 128³ occupancy grid, 12-level 64→512 tri-plane hash planes, torso grid to 2048.
+* ``demo`` — 128 px on 2 CPU cores: fewer steps and rays per step, a 64³ grid, torso grid to 512.
+* ``small`` — between ``tiny`` and ``demo`` (the end-to-end test's budget).
+* ``tiny`` — tests: 30 + 6 + 4 steps with 512 rays on a 16³ grid.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gt_core.data.cell import CellData
+from gt_core.engine.frames import FrameData
+from gt_core.errors import InputError
+from gt_core.methods.base import Method, Renders
+from gt_core.methods.ernerf import train as T
+from gt_core.methods.ernerf.model import ModelConfig
+from gt_core.methods.ernerf.render import render_head_image
+from gt_core.methods.ernerf.torso import render_torso, torso_pixel_coords
+from gt_core.render.rays import camera_rays
+
+
+def make_preset(head: int, lips: int, torso: int, **overrides: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {**asdict(T.TrainConfig()), **asdict(ModelConfig())}
+    cfg.pop("seed")
+    cfg.update(iterations_head=head, iterations_lips=lips, iterations_torso=torso)
+    unknown = set(overrides) - set(cfg)
+    assert not unknown, f"unknown preset keys {sorted(unknown)}"
+    cfg.update(overrides)
+    return cfg
+
+
+class ERNeRFMethod(Method):
+    """See the module docstring."""
+
+    name = "ernerf"
+    presets = {
+        "tiny": make_preset(30, 6, 4, num_rays=512, grid_res=16, n_steps=24, torso_grid_res=32, torso_levels=8,
+                            torso_finest=256.0, checkpoint_every=5, jitter_points=256, extra_interval=4,
+                            render_chunk=4096),
+        "small": make_preset(600, 100, 100, num_rays=1024, grid_res=32, n_steps=48, torso_grid_res=64,
+                             torso_levels=12, torso_finest=512.0, checkpoint_every=100, render_chunk=8192),
+        "demo": make_preset(1500, 300, 300, num_rays=2048, grid_res=64, n_steps=64, torso_grid_res=64,
+                            torso_levels=12, torso_finest=512.0, checkpoint_every=250, render_chunk=8192),
+        "paper": make_preset(100000, 25000, 200000),
+    }
+    supports_full = True
+    fit_column = "mse"  # the head loss's uncertainty terms ramp up with step/iterations: the total rises early
+
+    def stage_iterations(self, cfg: dict[str, Any]) -> dict[str, int]:
+        return {s: int(cfg[f"iterations_{s}"]) for s in T.STAGES}
+
+    def train(self, cell: CellData, cfg: dict[str, Any], out_dir: Path, device: torch.device,
+              stop_after: int | None = None) -> Path:
+        return T.train(cell, cfg, out_dir, device, stop_after)
+
+    def weight_files(self) -> list[Path]:
+        """The AlexNet backbone of the lip stage's LPIPS term (``snakemake download_weights``)."""
+        from gt_core.metrics.lpips_metric import alexnet_weights_path
+
+        return [alexnet_weights_path()]
+
+    def train_info(self, checkpoint: Path) -> dict[str, Any]:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        return {"lpips_term": ckpt.get("lpips", ""), "aabb": list(ckpt["record"]["aabb"])}
+
+    @torch.no_grad()
+    def render(self, checkpoint: Path, cell: CellData, device: torch.device | None = None) -> Renders:
+        device = torch.device(device or "cpu")
+        model, ckpt = T.load_checkpoint(checkpoint, device)
+        meta = ckpt.get("cell", {})
+        if meta and (meta["width"], meta["height"]) != (cell.width, cell.height):
+            raise InputError(checkpoint, f"trained at {meta['width']}x{meta['height']}, the cell is "
+                             f"{cell.width}x{cell.height}", "re-train the method on this cell")
+        if model.audio_dim != cell.test.audio.shape[-1]:
+            raise InputError(checkpoint, f"trained on {model.audio_dim}-d audio features, the cell has "
+                             f"{cell.test.audio.shape[-1]}", "re-train with the cell's audio feature")
+        tc = T.TrainConfig.from_dict(ckpt["train_config"])
+        data = FrameData(cell, "test", device, 8)
+        h, w = cell.height, cell.width
+        coords = torso_pixel_coords(h, w, device)  # [H·W, 2]
+        plate = torch.from_numpy(np.ascontiguousarray(cell.plate)).to(device).reshape(-1, 3).float() / 255.0
+        codes = model.audio_code(data.audio_ctx)  # [N, dim_aud]
+
+        def sync() -> None:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        heads, fulls = [], []
+        sync()
+        start = time.perf_counter()
+        for k in range(data.n):
+            origins, dirs = camera_rays(data.cameras[k])
+            bg = FrameData.image(data.backgrounds[k:k + 1])[0].permute(1, 2, 0).reshape(-1, 3)
+            args = (codes[k], data.eye[k], model.n_steps, model.grid, tc.render_chunk, model.t_thresh, model.min_near)
+            heads.append(render_head_image(model.head, origins, dirs, bg, *args))
+            torso_bg, _ = render_torso(model.torso, model.torso_grid, coords, data.c2w[k], None, plate)
+            fulls.append(render_head_image(model.head, origins, dirs, torso_bg.clamp(0, 1), *args))
+        sync()
+        seconds = time.perf_counter() - start
+        to_u8 = lambda xs: (torch.stack(xs).view(-1, h, w, 3) * 255).round().to(torch.uint8).cpu().numpy()  # noqa
+        info = {"lpips_term": ckpt.get("lpips", ""), "occupied": float(model.grid.occupied.float().mean())}
+        return Renders(np.asarray(cell.test.frame_ids), to_u8(heads), to_u8(fulls), seconds, info)

@@ -1,0 +1,118 @@
+"""ER-NeRF's trainable state in one module: the head field and its occupancy grid, the torso field and its 2-D
+occupancy, the audio statistics, and the renderer settings; built fresh from a cell or rebuilt from a record.
+
+The field's box is a cube around the subject's canonical face mesh (:attr:`CellData.canonical`, head frame, metres):
+centred on the mesh's bounding box, half side ``head_box_scale`` × its largest half extent, so hair, ears and the
+back of the head fit (the mesh stops at the forehead and the ears); the occupancy grid spans the same cube.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gt_core.data.cell import CellData
+from gt_core.encoders.audio import standardises_audio
+from gt_core.encoders.hashgrid import HashGridConfig
+from gt_core.methods.ernerf.field import ERNeRFHead, HeadFieldConfig
+from gt_core.methods.ernerf.torso import TorsoField, TorsoFieldConfig, TorsoOccupancy
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and renderer settings (defaults = the original's where it has one)."""
+
+    head_box_scale: float = 1.6  # half side of the field's cube / the face mesh's largest half extent
+    n_levels: int = 12
+    base_resolution: int = 64
+    finest_resolution: float = 512.0
+    log2_hashmap_size: int = 14
+    n_steps: int = 64  # lattice intervals per ray over the box chord (the original: ≤ 16 occupied samples)
+    grid_res: int = 128  # occupancy grid side (the original's 128³)
+    density_thresh: float = 10.0  # occupancy threshold min(mean σ, this)
+    t_thresh: float = 1e-4  # early termination
+    min_near: float = 0.0
+    torso_finest: float = 2048.0  # torso grid: 16 levels × 2, base 16, up to this, table 2^16 (tiled)
+    torso_levels: int = 16
+    torso_grid_res: int = 128
+    audio_normalisation: str = "auto"
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in cfg.items() if k in names})
+
+
+def head_box(canonical: np.ndarray, scale: float) -> tuple[float, ...]:
+    """The cube (xmin, ymin, zmin, xmax, ymax, zmax) around the face mesh ``canonical`` [478, 3]."""
+    lo, hi = canonical.min(0), canonical.max(0)
+    centre, half = 0.5 * (lo + hi), scale * 0.5 * float((hi - lo).max())
+    return tuple(float(v) for v in np.concatenate([centre - half, centre + half]))
+
+
+class ERNeRFModel(nn.Module):
+    def __init__(self, mcfg: ModelConfig, aabb: tuple[float, ...], audio_dim: int, n_codes: int):
+        super().__init__()
+        self.mcfg, self.audio_dim, self.n_codes = mcfg, audio_dim, n_codes
+        self.head = ERNeRFHead(HeadFieldConfig(aabb=aabb, n_levels=mcfg.n_levels,
+                                               base_resolution=mcfg.base_resolution,
+                                               finest_resolution=mcfg.finest_resolution,
+                                               log2_hashmap_size=mcfg.log2_hashmap_size, n_codes=n_codes), audio_dim)
+        self.grid = OccupancyGridFor(aabb, mcfg)
+        torso_grid = HashGridConfig(n_dims=2, n_levels=mcfg.torso_levels, features_per_level=2, log2_hashmap_size=16,
+                                    base_resolution=16, finest_resolution=mcfg.torso_finest, grid_type="tiled")
+        self.torso = TorsoField(TorsoFieldConfig(n_codes=n_codes, grid=torso_grid))
+        self.torso_grid = TorsoOccupancy(resolution=mcfg.torso_grid_res)
+        self.register_buffer("audio_mean", torch.zeros(audio_dim))
+        self.register_buffer("audio_std", torch.ones(audio_dim))
+
+    @property
+    def n_steps(self) -> int:
+        return self.mcfg.n_steps
+
+    @property
+    def t_thresh(self) -> float:
+        return self.mcfg.t_thresh
+
+    @property
+    def min_near(self) -> float:
+        return self.mcfg.min_near
+
+    def audio_code(self, audio_ctx: Tensor) -> Tensor:
+        """``[B, 8, 16, C]`` raw audio context → ``[B, dim_aud]`` (normalised with the training statistics)."""
+        return self.head.encode_audio((audio_ctx - self.audio_mean) / self.audio_std)
+
+
+def OccupancyGridFor(aabb: tuple[float, ...], mcfg: ModelConfig):
+    from gt_core.render.volume import OccupancyGrid
+
+    return OccupancyGrid(aabb, res=mcfg.grid_res, density_thresh=mcfg.density_thresh)
+
+
+def model_record(model: ERNeRFModel) -> dict[str, Any]:
+    return {"model_config": asdict(model.mcfg), "aabb": tuple(model.head.cfg.aabb), "audio_dim": model.audio_dim,
+            "n_codes": model.n_codes}
+
+
+def build_model(record: dict[str, Any], state_dict: dict[str, Tensor] | None, device: torch.device) -> ERNeRFModel:
+    model = ERNeRFModel(ModelConfig(**record["model_config"]), tuple(record["aabb"]), int(record["audio_dim"]),
+                        int(record["n_codes"]))
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    return model.to(device)
+
+
+def new_model(cell: CellData, cfg: dict[str, Any], device: torch.device) -> ERNeRFModel:
+    """A fresh model for ``cell`` (box from its canonical mesh, one individual code per training frame)."""
+    mcfg = ModelConfig.from_dict(cfg)
+    train = cell.train
+    model = ERNeRFModel(mcfg, head_box(np.asarray(cell.canonical, np.float64), mcfg.head_box_scale),
+                        train.audio.shape[-1], max(1, len(train)))
+    if standardises_audio(mcfg.audio_normalisation, cell.audio_feature, "method_params.ernerf.audio_normalisation"):
+        audio = train.audio.reshape(-1, train.audio.shape[-1]).astype(np.float64)
+        model.audio_mean.copy_(torch.from_numpy(audio.mean(0)).float())
+        model.audio_std.copy_(torch.from_numpy(audio.std(0) + 1e-5).float())
+    return model.to(device)

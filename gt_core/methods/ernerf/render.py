@@ -1,0 +1,69 @@
+"""ER-NeRF's renders from the shared volume renderer: head rays with the side outputs the losses need, the torso
+layer, and whole frames in chunks.
+
+The head is composited as the original: ``colour = Σ w·c + (1 − Σ w)·background`` with the per-pixel background
+(the ground-truth torso over the plate in the head protocol and in head training; the method's own torso over the
+plate in the ``full`` protocol), the uncertainty riding along as a w-weighted channel over a zero background, the
+ambient outputs as *unweighted* per-ray sums of the samples (the original's kernels sum them without weights).
+The torso layer is ``torso·α + plate·(1 − α)`` (``nerf_triplane/renderer.py`` ``run_torso``).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from gt_core.methods.ernerf.field import ERNeRFHead
+from gt_core.methods.ernerf.losses import ray_sums
+from gt_core.render.rays import ray_aabb
+from gt_core.render.volume import OccupancyGrid, composite, sample_along_rays
+
+
+class HeadRays(NamedTuple):
+    rgb: Tensor  # [R, 3] composited over the background
+    alpha: Tensor  # [R] head opacity Σ w
+    uncertainty: Tensor  # [R] w-weighted
+    ambient_aud: Tensor  # [R] unweighted sum over the ray's samples
+    ambient_eye: Tensor  # [R] unweighted sum over the ray's samples
+    points: Tensor  # [S, 3] the samples (for the jitter regulariser)
+    sample_dirs: Tensor  # [S, 3]
+
+
+def render_head_rays(head: ERNeRFHead, origins: Tensor, dirs: Tensor, background: Tensor, audio_code: Tensor,
+                     eye: Tensor, code_index: int | None, n_steps: int, grid: OccupancyGrid | None,
+                     jitter: bool, t_thresh: float = 1e-4, min_near: float = 0.0,
+                     use_uncertainty: bool = True) -> HeadRays:
+    """Rays ``origins``/``dirs`` [R, 3] (unit dirs) over ``background`` [R, 3] through the head field."""
+    r = origins.shape[0]
+    assert dirs.shape == (r, 3) and background.shape == (r, 3), (tuple(dirs.shape), tuple(background.shape))
+    aabb = head.cfg.aabb  # world box of the tri-plane
+    near, far, _ = ray_aabb(origins, dirs, aabb, min_near=min_near)
+    s = sample_along_rays(near, far, n_steps, grid, jitter, origins=origins, dirs=dirs)
+    sample_dirs = dirs[s.ray_ids]  # [S, 3]
+    out = head(s.points, sample_dirs, audio_code, eye, code_index, use_uncertainty)
+    channels = torch.cat([out.rgb, out.uncertainty[:, None]], dim=1)  # [S, 4]
+    bg = torch.cat([background, background.new_zeros(r, 1)], dim=1)  # [R, 4]
+    comp = composite(out.sigma, channels, s.deltas.to(channels.dtype), s.ray_ids, bg.to(channels.dtype), t_thresh,
+                     ts=s.t)
+    return HeadRays(comp.colour[:, :3], comp.alpha, comp.colour[:, 3], ray_sums(out.ambient_aud, s.ray_ids, r),
+                    ray_sums(out.ambient_eye, s.ray_ids, r), s.points, sample_dirs)
+
+
+def over_plate(torso_rgb: Tensor, torso_alpha: Tensor, plate: Tensor) -> Tensor:
+    """The torso layer: ``rgb·α + plate·(1 − α)`` → [R, 3]."""
+    assert torso_rgb.shape == plate.shape and torso_alpha.shape == plate.shape[:1]
+    return torso_rgb * torso_alpha[:, None] + plate * (1.0 - torso_alpha[:, None])
+
+
+@torch.no_grad()
+def render_head_image(head: ERNeRFHead, origins: Tensor, dirs: Tensor, background: Tensor, audio_code: Tensor,
+                      eye: Tensor, n_steps: int, grid: OccupancyGrid | None, chunk: int, t_thresh: float,
+                      min_near: float) -> Tensor:
+    """All rays of one frame in chunks (test time: code 0, no jitter, no uncertainty) → [R, 3] in [0, 1]."""
+    parts = []
+    for lo in range(0, origins.shape[0], chunk):
+        sl = slice(lo, lo + chunk)
+        parts.append(render_head_rays(head, origins[sl], dirs[sl], background[sl], audio_code, eye, None, n_steps,
+                                      grid, False, t_thresh, min_near, use_uncertainty=False).rgb)
+    return torch.cat(parts).clamp(0.0, 1.0)

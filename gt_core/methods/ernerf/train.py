@@ -1,0 +1,297 @@
+"""ER-NeRF training on the shared engine: head, lip fine-tuning and torso stages (``main.py``, ``nerf_triplane/
+utils.py`` ``train_step``; the fact sheet's §4).
+
+**Head** (``paper``: 100,000 its): one training frame per step (a pure function of seed and step), ``num_rays``
+random pixels of it (with replacement, as the original's ``torch.randint``), jittered samples through the occupancy
+grid (refreshed every 16 steps from one random training frame's audio and eye value), the head composited over the
+frame's head-protocol background (ground-truth torso over the plate). Loss, per ray: MSE over RGB weighted by the
+uncertainty (0.2 + 0.8·clamp((1 − sf) + sf·w, 0, 10), w = softmax(u)·R) plus its β terms on the face box and the
+1e-3 term off it; mean; + 1e-4·binary entropy of the head opacity; + the ambient penalties (audio attention off the
+face, eye attention on it); every 16 steps + 1e-5·sf·(jitter smoothness of uncertainty/ambient outputs), with
+``sf = step / iterations_head``. Eye values get U(−0.05, 0.05) noise per step; frame ``i`` uses individual code ``i``.
+
+**Lips** (``paper``: 25,000 its, the original's resumed run with ``--finetune_lips``): the optimiser and its state
+carry over from the head stage; steps alternate between all pixels of the lip square and ``num_rays / patch²``
+random ``patch``² patches; MSE (no uncertainty, no jitter term) + LPIPS-alex (0.01 on the lip square, 0.1 on
+patches) **only when the AlexNet backbone weights are cached** (never downloaded; otherwise the term is dropped and
+the log and ``train.json`` say why) + the entropy and ambient terms; the grid keeps updating; the LR multiplier is
+``0.05^(global/(head + lips))``, continuing the original's resumed scheduler.
+
+**Torso** (``paper``: 200,000 its, the original's separate ``--torso`` run): the head is frozen; a fresh AdamW on
+the torso groups; random pixels; target = the frame's ground-truth torso over the plate (``bg_torso_color``); loss =
+MSE of ``torso·α + plate·(1 − α)`` + the anchor regulariser (the original's alpha-entropy block after it never runs);
+the 2-D torso occupancy refreshed every 16 steps; LR multiplier ``0.5^(step/iterations_torso)``.
+
+**Optimiser**: AdamW, betas (0, 0.99), eps 1e-8, the field's groups (grids 1e-2 with AdamW's default weight decay
+0.01, nets 1e-3, audio attention 5e-3 with 1e-4), LambdaLR ``0.5^(step/iterations_head)`` in the head stage.
+
+Deviations (each with its reason):
+
+* No EMA of the weights: the original's ``--test`` evaluation loads the raw ``ngp_ep*.pth`` weights (its EMA,
+  updated every 1,000 steps, only feeds validation and ``ngp.pth``), so evaluation follows the raw weights.
+* No AMP (fp16) and no CUDA ray marcher: the shared pure-torch volume renderer (its own deviations in
+  :mod:`gt_core.render.volume`: a fixed ``n_steps`` lattice over the box chord that the grid only thins).
+* The field's box is a cube around the subject's canonical face mesh (``head_box_scale`` × its largest half extent,
+  centred on the mesh) in the head frame, metres; the original's box is fixed in its NGP world.
+* Audio features other than DeepSpeech are standardised with the training frames' statistics (the original feeds
+  DeepSpeech logits raw; ``audio_normalisation``, the same rule as GaussianTalker).
+* Patch and lip-square sizes scale with the working resolution (``patch_px512`` = 32 at 512 px).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gt_core.data.cell import CellData
+from gt_core.engine.batches import batch_indices
+from gt_core.engine.frames import FrameData
+from gt_core.engine.loop import CKPT_FINAL, CKPT_LATEST, LOG_NAME, Program, TrainingInterrupted, run_program
+from gt_core.engine.schedules import power_decay
+from gt_core.engine.state import load_torch
+from gt_core.methods.ernerf import losses as L
+from gt_core.methods.ernerf.model import ERNeRFModel, build_model, model_record, new_model
+from gt_core.methods.ernerf.render import render_head_rays
+from gt_core.methods.ernerf.rays import FrameRays
+from gt_core.methods.ernerf.torso import anchor_loss, render_torso
+
+log = logging.getLogger(__name__)
+
+STAGES = ("head", "lips", "torso")
+FORMAT = "ernerf-v1"
+__all__ = ["CKPT_FINAL", "CKPT_LATEST", "LOG_NAME", "TrainingInterrupted", "ERNeRFProgram", "train", "TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (the presets in ``method.py`` fill every field)."""
+
+    seed: int = 0
+    iterations_head: int = 100000
+    iterations_lips: int = 25000
+    iterations_torso: int = 200000
+    num_rays: int = 65536  # pixels per step (at 512 px: a quarter of the frame)
+    patch_px512: int = 32  # lip-stage patch side at 512 px (scaled with the resolution)
+    lr_grid: float = 1e-2
+    lr_net: float = 1e-3
+    lr_decay_head: float = 0.5  # LambdaLR 0.5^(step/iters)
+    lr_decay_lips: float = 0.05  # 0.05^(step/iters) in the resumed lip run
+    lr_decay_torso: float = 0.5
+    eye_noise: float = 0.05  # ± uniform noise on the eye value in training
+    unc_loss: bool = True
+    lpips_rect: float = 0.01
+    lpips_patch: float = 0.1
+    extra_interval: int = 16  # occupancy / torso-occupancy refresh and the jitter regulariser
+    jitter_points: int = 4096  # samples the jitter regulariser evaluates (the original: all of the step's)
+    audio_normalisation: str = "auto"
+    checkpoint_every: int = 1000
+    render_chunk: int = 8192
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in cfg.items() if k in names})
+
+
+class ERNeRFProgram(Program):
+    """ER-NeRF's three stages on the shared engine (module docstring)."""
+
+    name = "ernerf"
+    format = FORMAT
+    stages = STAGES
+    log_fields = ("mse", "unc", "lpips", "entropy", "amb_aud", "amb_eye", "smooth", "anchor", "lr_mult",
+                  "occupied")
+
+    def __init__(self, cell: CellData, cfg: dict[str, Any], device: torch.device):
+        self.cell, self.device, self.cfg = cell, torch.device(device), dict(cfg)
+        self.tc = TrainConfig.from_dict(cfg)
+        self.seed, self.checkpoint_every = self.tc.seed, self.tc.checkpoint_every
+        self.data = FrameData(cell, "train", self.device, 8)
+        self.rays = FrameRays(self.data, cell)
+        self.plate = torch.from_numpy(np.ascontiguousarray(cell.plate)).to(self.device).float() / 255.0  # [H,W,3]
+        self.model: ERNeRFModel | None = None
+        self.lpips = None
+
+    def iterations(self, stage: str) -> int:
+        return {"head": self.tc.iterations_head, "lips": self.tc.iterations_lips,
+                "torso": self.tc.iterations_torso}[stage]
+
+    # ----------------------------------------------------------------------------------------- model lifecycle
+    def start(self) -> None:
+        self.model = new_model(self.cell, self.cfg, self.device)
+        self._prepare()
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        self.model = build_model(ckpt["record"], ckpt["model"], self.device)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        from gt_core.metrics.lpips_metric import LpipsMetric
+
+        metric = LpipsMetric(self.device) if self.tc.iterations_lips > 0 else None
+        if metric is not None and metric.available:
+            self.lpips, self.lpips_status = metric.model, "lpips: active (AlexNet backbone cached)"
+        else:
+            reason = metric.reason if metric is not None else "no lip stage"
+            self.lpips, self.lpips_status = None, f"lpips: dropped from the lip stage ({reason})"
+        log.info("ernerf: %s", self.lpips_status)
+
+    def begin_stage(self, stage: str, ckpt: dict[str, Any] | None) -> None:
+        m = self.model
+        if stage in ("head", "lips"):
+            if stage == "head" or not hasattr(self, "opt") or self._opt_stage != "head":
+                self.opt = torch.optim.AdamW(m.head.param_groups(self.tc.lr_grid, self.tc.lr_net), betas=(0.0, 0.99),
+                                             eps=1e-8)
+                self._opt_stage = "head"
+            m.head.requires_grad_(True)
+        else:
+            m.head.requires_grad_(False)
+            self.opt = torch.optim.AdamW(m.torso.param_groups(self.tc.lr_grid, self.tc.lr_net), betas=(0.0, 0.99),
+                                         eps=1e-8)
+            self._opt_stage = "torso"
+        for g in self.opt.param_groups:
+            g.setdefault("base_lr", g["lr"])
+        if ckpt is not None:
+            self.opt.load_state_dict(ckpt["optimizer"])
+        m.train()
+
+    # ------------------------------------------------------------------------------------------------ one step
+    def _lr(self, stage: str, it: int) -> float:
+        tc = self.tc
+        if stage == "head":
+            mult = power_decay(it, tc.lr_decay_head, tc.iterations_head)
+        elif stage == "lips":
+            mult = power_decay(tc.iterations_head + it, tc.lr_decay_lips, tc.iterations_head + tc.iterations_lips)
+        else:
+            mult = power_decay(it, tc.lr_decay_torso, tc.iterations_torso)
+        for g in self.opt.param_groups:
+            g["lr"] = g["base_lr"] * mult
+        return mult
+
+    def forward(self, stage: str, it: int) -> tuple[Tensor, dict[str, Any]]:
+        tc, m, data = self.tc, self.model, self.data
+        self._mult = self._lr(stage, it)
+        i = int(batch_indices(tc.seed, STAGES.index(stage), it, 1, data.n)[0])
+        if it % tc.extra_interval == 0:
+            self._refresh_grids(stage)
+        if stage == "torso":
+            return self._torso_loss(i)
+        eye = data.eye[i] + (torch.rand((), device=self.device) - 0.5) * 2 * tc.eye_noise
+        code = m.audio_code(data.audio_ctx[i:i + 1])[0]  # [dim_aud]
+        if stage == "lips":
+            rect = it % 2 == 1
+            pix, shape = self.rays.lip_square(i) if rect else self.rays.patches(tc.num_rays, tc.patch_px512)
+        else:
+            rect, (pix, shape) = False, (self.rays.random_pixels(tc.num_rays), None)
+        origins, dirs = self.rays.rays(i, pix)
+        bg, target = self.rays.background(i, pix), self.rays.target(i, pix)
+        out = render_head_rays(m.head, origins, dirs, bg, code, eye, i, m.n_steps, m.grid, True, m.t_thresh,
+                               m.min_near, use_uncertainty=tc.unc_loss and stage == "head")
+        face = self.rays.in_face_box(i, pix)
+        terms: dict[str, Any] = {"lpips": None, "unc": None, "smooth": None, "anchor": None}
+        mse = ((out.rgb - target) ** 2).mean(dim=-1)  # [R]
+        terms["mse"] = float(mse.mean().detach())
+        if stage == "head" and tc.unc_loss:
+            sf = L.step_factor(it, tc.iterations_head)
+            per_ray = L.uncertainty_photometric(out.rgb, target, out.uncertainty, face, sf)
+            terms["unc"] = float(out.uncertainty.mean().detach())
+        else:
+            sf = L.step_factor(tc.iterations_head + it, tc.iterations_head + tc.iterations_lips)
+            per_ray = mse
+        loss = per_ray.mean()
+        if stage == "lips" and self.lpips is not None:
+            lp = self._lpips(out.rgb, target, shape)
+            loss = loss + (tc.lpips_rect if rect else tc.lpips_patch) * lp
+            terms["lpips"] = float(lp.detach())
+        entropy = L.alpha_entropy(out.alpha)
+        aud, eye_term = L.ambient_penalties(out.ambient_aud, out.ambient_eye, face, sf, m.n_steps)
+        loss = loss + L.ENTROPY_WEIGHT * entropy + aud + eye_term
+        terms.update(entropy=float(entropy.detach()), amb_aud=float(aud.detach()), amb_eye=float(eye_term.detach()))
+        if stage == "head" and it % tc.extra_interval == 0 and out.points.shape[0] > 0:
+            keep = torch.randperm(out.points.shape[0], device=self.device)[:tc.jitter_points]
+            pts, dirs_s = out.points[keep].detach(), out.sample_dirs[keep]
+            code_d = code.detach()
+            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, eye, i), pts)
+            loss = loss + L.JITTER_WEIGHT * sf * smooth
+            terms["smooth"] = float(smooth.detach())
+        return loss, terms
+
+    def _lpips(self, pred: Tensor, target: Tensor, shape: tuple[int, ...]) -> Tensor:
+        """LPIPS-alex between the rays laid out as images (``shape`` = (B, h, w)), inputs in [-1, 1]."""
+        b, h, w = shape
+        to_img = lambda x: x.view(b, h, w, 3).permute(0, 3, 1, 2) * 2 - 1  # noqa: E731
+        pad = max(0, 32 - h), max(0, 32 - w)  # the original zero-pads the lip square to >= 32 px
+        a, t = to_img(pred), to_img(target)
+        if any(pad):
+            a = torch.nn.functional.pad(a, (0, pad[1], 0, pad[0]))
+            t = torch.nn.functional.pad(t, (0, pad[1], 0, pad[0]))
+        return self.lpips(a, t).mean()
+
+    def _torso_loss(self, i: int) -> tuple[Tensor, dict[str, Any]]:
+        tc, m = self.tc, self.model
+        pix = self.rays.random_pixels(tc.num_rays)
+        coords = self.rays.torso_coords(pix)
+        pred, _ = render_torso(m.torso, m.torso_grid, coords, self.data.c2w[i], i, self.rays.plate(pix))
+        target = self.rays.background(i, pix)
+        mse = ((pred - target) ** 2).mean()
+        anchor = anchor_loss(m.torso)
+        return mse + anchor, {"mse": float(mse.detach()), "anchor": float(anchor.detach()), "lpips": None,
+                              "unc": None, "smooth": None, "entropy": None, "amb_aud": None, "amb_eye": None}
+
+    @torch.no_grad()
+    def _refresh_grids(self, stage: str) -> None:
+        """The original's ``update_extra_state``: the head grid (head and lip stages) or the torso grid, from one
+        random training frame (the global RNG, restored on resume)."""
+        m, data = self.model, self.data
+        j = int(torch.randint(0, data.n, ()).item())
+        if stage == "torso":
+            c2w = data.c2w[j]
+            m.torso_grid.update(lambda coords: m.torso(coords, c2w, j).alpha, step=0, force=True)
+            return
+        code = m.audio_code(data.audio_ctx[j:j + 1])[0]
+        m.grid.update(lambda p: m.head.density(p, code, data.eye[j]), step=0, force=True)
+
+    def update(self, stage: str, it: int, loss: Tensor) -> dict[str, Any]:
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return {"lr_mult": self._mult, "occupied": float(self.model.grid.occupied.float().mean())}
+
+    # ----------------------------------------------------------------------------------------------- records
+    def state(self, stage: str) -> dict[str, Any]:
+        return {"record": model_record(self.model), "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "opt_stage": self._opt_stage, "train_config": asdict(self.tc),
+                "lpips": self.lpips_status}
+
+    def final(self) -> dict[str, Any]:
+        cell = self.cell
+        return {"record": model_record(self.model), "model": self.model.state_dict(), "train_config": asdict(self.tc),
+                "lpips": self.lpips_status,
+                "cell": {"subject": cell.subject, "duration_s": cell.duration_s, "width": cell.width,
+                         "height": cell.height, "train_frame_ids": cell.train.frame_ids.tolist()}}
+
+    def progress(self) -> dict[str, Any]:
+        return {"occ": f"{float(self.model.grid.occupied.float().mean()):.3f}"}
+
+    def summary(self) -> str:
+        return self.lpips_status
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[ERNeRFModel, dict]:
+    """``checkpoint.pt`` (or ``ckpt_latest.pt``) → (model on ``device`` in eval mode, the whole record)."""
+    ckpt = load_torch(path)
+    assert ckpt.get("format") == FORMAT, f"{path} is not a {FORMAT} checkpoint"
+    model = build_model(ckpt["record"], ckpt["model"], torch.device(device))
+    model.eval()
+    return model, ckpt
+
+
+def train(cell: CellData, cfg: dict[str, Any], out_dir: str | Path, device: torch.device,
+          stop_after: int | None = None) -> Path:
+    """Train ER-NeRF on ``cell.train``; returns the final checkpoint (resumes from ``ckpt_latest.pt``)."""
+    return run_program(ERNeRFProgram(cell, cfg, device), out_dir, stop_after)

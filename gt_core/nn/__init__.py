@@ -1,0 +1,1 @@
+"""Building blocks shared by the learned methods: MLPs, positional encodings, attention layers, losses."""
