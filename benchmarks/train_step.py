@@ -133,13 +133,13 @@ def main() -> None:
           f"(ratio to canonical: {ms_d / ms_c1:.2f}x)")
     print(f"render           @ {model.n_points:6d} Gaussians: {fps:8.1f} FPS  (batch {tc.render_batch}, "
           f"{1000 / fps:.1f} ms/frame)")
-    ernerf_section(cell, args.preset, args.steps, device)
+    ernerf_section(cell, args.preset, args.steps, device, ms_d, fps)
     print(f"gaussiantalker projected train time: {tc.iterations_canonical} x {0.5 * (ms_c0 + ms_c1):.1f} ms + "
           f"{tc.iterations_deform} x {ms_d:.1f} ms = {projected:.0f} s; "
           f"ratio to the {TARGET_S:.0f} s demo target: {projected / TARGET_S:.2f}")
 
 
-def ernerf_section(cell, preset: str, steps: int, device) -> None:
+def ernerf_section(cell, preset: str, steps: int, device, gt_deform_ms: float, gt_fps: float) -> None:
     """ER-NeRF's engine step per stage (head, lips — alternating lip square / patches — and torso) and its render
     FPS (head + torso, every test pixel), at ``preset``, on the same cell."""
     from gt_core.methods.ernerf import train as ET
@@ -166,8 +166,10 @@ def ernerf_section(cell, preset: str, steps: int, device) -> None:
     print(f"ernerf preset {preset}: {tc.num_rays} rays/step, {program.model.n_steps} lattice steps/ray, "
           f"grid {program.model.mcfg.grid_res}^3")
     for stage in ET.STAGES:
-        print(f"{stage:5s} step: {ms[stage]:8.1f} ms   (ratio to gaussiantalker's deform step: see above)")
-    print(f"render (head + torso, {cell.width}x{cell.height}): {renders.fps:8.2f} FPS")
+        print(f"{stage:5s} step: {ms[stage]:8.1f} ms   (ratio to gaussiantalker's deform step: "
+              f"{ms[stage] / gt_deform_ms:.2f}x)")
+    print(f"render (head + full, {cell.width}x{cell.height}): {renders.fps:8.2f} FPS   (ratio to gaussiantalker's: "
+          f"{renders.fps / gt_fps:.3f}x)")
     print(f"projected train time: {projected:.0f} s; ratio to the 360 s demo target: {projected / 360:.2f}")
 
 

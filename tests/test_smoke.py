@@ -66,6 +66,10 @@ def test_tiny_trains_lowers_the_loss_and_renders(name, cell, trained):
     renders = method.render(trained[name], cell, CPU)
     assert renders.head.shape == (len(cell.test), cell.height, cell.width, 3) and renders.head.dtype == np.uint8
     assert np.array_equal(renders.frame_ids, cell.test.frame_ids) and renders.seconds > 0
+    if method.supports_full:  # its own torso and background: the `full` protocol
+        assert renders.full is not None and renders.full.shape == renders.head.shape
+    else:
+        assert renders.full is None
     drawn = np.abs(renders.head.astype(int) - cell.test.backgrounds.astype(int)).mean()
     assert drawn > 1.0, f"{name}: the renders are the background ({drawn:.2f} mean |diff|)"
 

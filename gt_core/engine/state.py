@@ -41,3 +41,33 @@ def save_torch(path: Path, obj: dict[str, Any]) -> None:
 
 def load_torch(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_model_checkpoint(path: str | Path, fmt: str, build, device: torch.device | str = "cpu"):
+    """A method's ``checkpoint.pt`` (or ``ckpt_latest.pt``) → (``build(record, state_dict, device)`` in eval mode,
+    the whole record); a file of another format is refused."""
+    ckpt = load_torch(path)
+    assert ckpt.get("format") == fmt, f"{path} is not a {fmt} checkpoint"
+    model = build(ckpt["record"], ckpt["model"], torch.device(device))
+    model.eval()
+    return model, ckpt
+
+
+def check_fits_cell(checkpoint: str | Path, ckpt: dict[str, Any], audio_dim: int, cell) -> None:
+    """Refuse (one line naming the checkpoint and the fix) to render a cell of another resolution or audio
+    feature than the checkpoint was trained on."""
+    from gt_core.errors import InputError
+
+    meta = ckpt.get("cell", {})
+    if meta and (meta["width"], meta["height"]) != (cell.width, cell.height):
+        raise InputError(checkpoint, f"trained at {meta['width']}x{meta['height']}, the cell is "
+                         f"{cell.width}x{cell.height}", "re-train the method on this cell")
+    if audio_dim != cell.test.audio.shape[-1]:
+        raise InputError(checkpoint, f"trained on {audio_dim}-d audio features, the cell has "
+                         f"{cell.test.audio.shape[-1]}", "re-train with the cell's audio feature")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA) before reading a clock; a no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

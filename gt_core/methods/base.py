@@ -120,6 +120,13 @@ class Method:
         return cfg
 
 
+def with_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A preset: ``cfg`` (every hyper-parameter) with ``overrides`` applied; a key ``cfg`` lacks is a bug."""
+    unknown = set(overrides) - set(cfg)
+    assert not unknown, f"unknown preset keys {sorted(unknown)}"
+    return {**cfg, **overrides}
+
+
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
     start = time.perf_counter()
     out = fn(*args, **kwargs)

@@ -29,8 +29,8 @@ import torch
 
 from gt_core.data.cell import CellData
 from gt_core.engine.frames import FrameData
-from gt_core.errors import InputError
-from gt_core.methods.base import Method, Renders
+from gt_core.engine.state import check_fits_cell, synchronize
+from gt_core.methods.base import Method, Renders, with_overrides
 from gt_core.methods.ernerf import train as T
 from gt_core.methods.ernerf.model import ModelConfig
 from gt_core.methods.ernerf.render import render_head_image
@@ -42,10 +42,7 @@ def make_preset(head: int, lips: int, torso: int, **overrides: Any) -> dict[str,
     cfg: dict[str, Any] = {**asdict(T.TrainConfig()), **asdict(ModelConfig())}
     cfg.pop("seed")
     cfg.update(iterations_head=head, iterations_lips=lips, iterations_torso=torso)
-    unknown = set(overrides) - set(cfg)
-    assert not unknown, f"unknown preset keys {sorted(unknown)}"
-    cfg.update(overrides)
-    return cfg
+    return with_overrides(cfg, overrides)
 
 
 class ERNeRFMethod(Method):
@@ -86,13 +83,7 @@ class ERNeRFMethod(Method):
     def render(self, checkpoint: Path, cell: CellData, device: torch.device | None = None) -> Renders:
         device = torch.device(device or "cpu")
         model, ckpt = T.load_checkpoint(checkpoint, device)
-        meta = ckpt.get("cell", {})
-        if meta and (meta["width"], meta["height"]) != (cell.width, cell.height):
-            raise InputError(checkpoint, f"trained at {meta['width']}x{meta['height']}, the cell is "
-                             f"{cell.width}x{cell.height}", "re-train the method on this cell")
-        if model.audio_dim != cell.test.audio.shape[-1]:
-            raise InputError(checkpoint, f"trained on {model.audio_dim}-d audio features, the cell has "
-                             f"{cell.test.audio.shape[-1]}", "re-train with the cell's audio feature")
+        check_fits_cell(checkpoint, ckpt, model.audio_dim, cell)
         tc = T.TrainConfig.from_dict(ckpt["train_config"])
         data = FrameData(cell, "test", device, 8)
         h, w = cell.height, cell.width
@@ -100,12 +91,8 @@ class ERNeRFMethod(Method):
         plate = torch.from_numpy(np.ascontiguousarray(cell.plate)).to(device).reshape(-1, 3).float() / 255.0
         codes = model.audio_code(data.audio_ctx)  # [N, dim_aud]
 
-        def sync() -> None:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-
         heads, fulls = [], []
-        sync()
+        synchronize(device)
         start = time.perf_counter()
         for k in range(data.n):
             origins, dirs = camera_rays(data.cameras[k])
@@ -114,7 +101,7 @@ class ERNeRFMethod(Method):
             heads.append(render_head_image(model.head, origins, dirs, bg, *args))
             torso_bg, _ = render_torso(model.torso, model.torso_grid, coords, data.c2w[k], None, plate)
             fulls.append(render_head_image(model.head, origins, dirs, torso_bg.clamp(0, 1), *args))
-        sync()
+        synchronize(device)
         seconds = time.perf_counter() - start
         to_u8 = lambda xs: (torch.stack(xs).view(-1, h, w, 3) * 255).round().to(torch.uint8).cpu().numpy()  # noqa
         info = {"lpips_term": ckpt.get("lpips", ""), "occupied": float(model.grid.occupied.float().mean())}

@@ -53,7 +53,7 @@ from gt_core.engine.batches import batch_indices
 from gt_core.engine.frames import FrameData
 from gt_core.engine.loop import CKPT_FINAL, CKPT_LATEST, LOG_NAME, Program, TrainingInterrupted, run_program
 from gt_core.engine.schedules import power_decay
-from gt_core.engine.state import load_torch
+from gt_core.engine.state import load_model_checkpoint
 from gt_core.methods.ernerf import losses as L
 from gt_core.methods.ernerf.model import ERNeRFModel, build_model, model_record, new_model
 from gt_core.methods.ernerf.render import render_head_rays
@@ -177,7 +177,7 @@ class ERNeRFProgram(Program):
         tc, m, data = self.tc, self.model, self.data
         self._mult = self._lr(stage, it)
         i = int(batch_indices(tc.seed, STAGES.index(stage), it, 1, data.n)[0])
-        if it % tc.extra_interval == 0:
+        if (it - 1) % tc.extra_interval == 0:  # the original: global_step % 16 == 0 before the step, from step 0
             self._refresh_grids(stage)
         if stage == "torso":
             return self._torso_loss(i)
@@ -212,7 +212,7 @@ class ERNeRFProgram(Program):
         aud, eye_term = L.ambient_penalties(out.ambient_aud, out.ambient_eye, face, sf, m.n_steps)
         loss = loss + L.ENTROPY_WEIGHT * entropy + aud + eye_term
         terms.update(entropy=float(entropy.detach()), amb_aud=float(aud.detach()), amb_eye=float(eye_term.detach()))
-        if stage == "head" and it % tc.extra_interval == 0 and out.points.shape[0] > 0:
+        if stage == "head" and (it - 1) % tc.extra_interval == 0 and out.points.shape[0] > 0:
             keep = torch.randperm(out.points.shape[0], device=self.device)[:tc.jitter_points]
             pts, dirs_s = out.points[keep].detach(), out.sample_dirs[keep]
             code_d = code.detach()
@@ -284,11 +284,7 @@ class ERNeRFProgram(Program):
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[ERNeRFModel, dict]:
     """``checkpoint.pt`` (or ``ckpt_latest.pt``) → (model on ``device`` in eval mode, the whole record)."""
-    ckpt = load_torch(path)
-    assert ckpt.get("format") == FORMAT, f"{path} is not a {FORMAT} checkpoint"
-    model = build_model(ckpt["record"], ckpt["model"], torch.device(device))
-    model.eval()
-    return model, ckpt
+    return load_model_checkpoint(path, FORMAT, build_model, device)
 
 
 def train(cell: CellData, cfg: dict[str, Any], out_dir: str | Path, device: torch.device,

@@ -57,8 +57,8 @@ import numpy as np
 import torch
 
 from gt_core.data.cell import CellData
-from gt_core.errors import InputError
-from gt_core.methods.base import Method, Renders
+from gt_core.engine.state import check_fits_cell, synchronize
+from gt_core.methods.base import Method, Renders, with_overrides
 from gt_core.methods.gaussiantalker import train as T
 from gt_core.methods.gaussiantalker.model import ModelConfig
 
@@ -87,10 +87,7 @@ def make_preset(iterations_canonical: int, iterations_deform: int, **overrides: 
         prune_interval=max(1, round(100 * rc)),
         prune_big_from=round(3000 * rc),
     )
-    unknown = set(overrides) - set(cfg)
-    assert not unknown, f"unknown preset keys {sorted(unknown)}"
-    cfg.update(overrides)
-    return cfg
+    return with_overrides(cfg, overrides)
 
 
 class GaussianTalkerMethod(Method):
@@ -135,25 +132,15 @@ class GaussianTalkerMethod(Method):
     def render(self, checkpoint: Path, cell: CellData, device: torch.device | None = None) -> Renders:
         device = torch.device(device or "cpu")
         model, ckpt = T.load_checkpoint(checkpoint, device)
-        meta = ckpt.get("cell", {})
-        if meta and (meta["width"], meta["height"]) != (cell.width, cell.height):
-            raise InputError(checkpoint, f"trained at {meta['width']}x{meta['height']}, the cell is "
-                             f"{cell.width}x{cell.height}", "re-train the method on this cell")
-        if model.audio_dim != cell.test.audio.shape[-1]:
-            raise InputError(checkpoint, f"trained on {model.audio_dim}-d audio features, the cell has "
-                             f"{cell.test.audio.shape[-1]}", "re-train with the cell's audio feature")
+        check_fits_cell(checkpoint, ckpt, model.audio_dim, cell)
         tc = T.TrainConfig.from_dict(ckpt["train_config"])
         data = T.FrameData(cell, "test", device, model.cfg.audio_context)
         sh_degree = T.sh_degree_at(tc, "deform", 1)
 
-        def sync() -> None:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-
-        sync()
+        synchronize(device)
         start = time.perf_counter()
         frames, attention = T.render_frames(model, data, sh_degree, tc.render_batch, tc.backend)
-        sync()
+        synchronize(device)
         seconds = time.perf_counter() - start
         head = frames.cpu().numpy()
         attention = attention.cpu().numpy()  # [N, 4] mean attention per token

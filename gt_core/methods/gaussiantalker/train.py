@@ -58,24 +58,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gt_core.data.cell import LABEL_HEAD, CellData
-from gt_core.encoders.audio import standardises_audio as audio_standardised
+from gt_core.data.cell import CellData
 from gt_core.engine.batches import batch_indices
 from gt_core.engine.frames import FrameData
 from gt_core.engine.loop import CKPT_FINAL, CKPT_LATEST, LOG_NAME, Program, TrainingInterrupted, run_program
 from gt_core.engine.schedules import expon_lr
-from gt_core.engine.state import load_torch
-from gt_core.errors import InputError
+from gt_core.engine.state import load_model_checkpoint
 from gt_core.methods.gaussiantalker.config import TrainConfig
 from gt_core.methods.gaussiantalker.densify import POINT_GROUPS, Densifier, densify_prune
-from gt_core.methods.gaussiantalker.model import (
-    SH_DEGREE,
-    GaussianState,
-    GaussianTalkerModel,
-    ModelConfig,
-    initial_point_cloud,
-    point_colors,
+from gt_core.methods.gaussiantalker.init import (  # noqa: F401  (camera_extent etc. are part of this API)
+    camera_extent,
+    cloud_diagonal,
+    init_model,
+    scene_extent,
+    standardises_audio,
 )
+from gt_core.methods.gaussiantalker.model import SH_DEGREE, GaussianState, GaussianTalkerModel, ModelConfig
 from gt_core.nn.losses import l1_loss, lip_l1, load_vgg16_perceptual, ssim
 from gt_core.render.cameras import Camera
 from gt_core.render.gaussians import rasterize_gaussians
@@ -240,71 +238,8 @@ def build_model(record: dict[str, Any], state_dict: dict[str, Tensor] | None, de
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[GaussianTalkerModel, dict]:
-    """Load ``checkpoint.pt`` (or ``ckpt_latest.pt``) → (model on ``device`` in eval mode, the whole record)."""
-    ckpt = load_torch(path)
-    assert ckpt.get("format") == FORMAT, f"{path} is not a {FORMAT} checkpoint"
-    model = build_model(ckpt["record"], ckpt["model"], torch.device(device))
-    model.eval()
-    return model, ckpt
-
-
-# ---------------------------------------------------------------------------------------------- initialisation
-def camera_extent(c2w: np.ndarray) -> float:
-    """The original's ``cameras_extent`` (graphdeco ``getNerfppNorm``): 1.1 × the largest distance of a camera
-    centre ``c2w[:, :3, 3]`` [N, 3] from their mean, in world units (here the head frame, metres)."""
-    centres = np.asarray(c2w, np.float64)[:, :3, 3]
-    return float(1.1 * np.linalg.norm(centres - centres.mean(0), axis=1).max())
-
-
-def cloud_diagonal(points: np.ndarray) -> float:
-    """The AABB diagonal of ``points`` [P, 3] (``extent: cloud``)."""
-    return float(np.linalg.norm(points.max(0) - points.min(0)))
-
-
-def scene_extent(cell: CellData, points: np.ndarray, tc: TrainConfig) -> float:
-    """The world size behind the LR scale and the densification thresholds (``extent``, see the module docstring)."""
-    if tc.extent == "camera":
-        return max(camera_extent(cell.train.c2w), tc.min_extent)
-    if tc.extent == "cloud":
-        return cloud_diagonal(points)
-    raise InputError("method_params.gaussiantalker.extent", f"unknown value {tc.extent!r}", "use 'camera' or 'cloud'")
-
-
-def standardises_audio(tc: TrainConfig, audio_feature: str) -> bool:
-    """Whether the audio windows are standardised before the network (``audio_normalisation``)."""
-    return audio_standardised(tc.audio_normalisation, audio_feature, "method_params.gaussiantalker.audio_normalisation")
-
-
-def init_model(cell: CellData, tc: TrainConfig, mcfg: ModelConfig, device: torch.device
-               ) -> tuple[GaussianTalkerModel, dict[str, Any]]:
-    """Initial Gaussians (module docstring of ``model.py``), tri-plane AABB (cloud bbox padded by 5 % per side),
-    scene extent, audio statistics of the training frames (identity when the features are fed raw)."""
-    train = cell.train
-    k = min(8, len(train))
-    idx = np.linspace(0, len(train) - 1, k).round().astype(int)
-    intr = (cell.fx, cell.fy, cell.cx, cell.cy)
-    pts, stats = initial_point_cloud(cell.canonical, train.labels[idx] == LABEL_HEAD, train.c2w[idx], intr,
-                                     tc.n_init_points, tc.seed)
-    if tc.color_init == "frame":
-        colors = torch.from_numpy(point_colors(pts, train.targets[0], train.c2w[0], intr))
-    elif tc.color_init == "random":
-        colors = torch.rand(len(pts), 3)
-    else:
-        raise InputError("method_params.gaussiantalker.color_init", f"unknown value {tc.color_init!r}",
-                         "use 'frame' or 'random'")
-    lo, hi = pts.min(0), pts.max(0)
-    pad = 0.05 * (hi - lo)
-    aabb = torch.tensor(np.stack([lo - pad, hi + pad]), dtype=torch.float32)
-    extent = scene_extent(cell, pts, tc)
-    model = GaussianTalkerModel(torch.from_numpy(pts), colors, train.audio.shape[-1], aabb, mcfg, extent)
-    standardise = standardises_audio(tc, cell.audio_feature)
-    if standardise:
-        audio = train.audio.reshape(-1, train.audio.shape[-1]).astype(np.float64)
-        model.audio_mean.copy_(torch.from_numpy(audio.mean(0)).float())
-        model.audio_std.copy_(torch.from_numpy(audio.std(0) + 1e-5).float())
-    stats.update(scene_extent=extent, extent_mode=tc.extent, camera_extent=camera_extent(train.c2w),
-                 cloud_diagonal=cloud_diagonal(pts), audio_standardised=standardise)
-    return model.to(device), stats
+    """``checkpoint.pt`` (or ``ckpt_latest.pt``) → (model on ``device`` in eval mode, the whole record)."""
+    return load_model_checkpoint(path, FORMAT, build_model, device)
 
 
 def sh_degree_at(tc: TrainConfig, stage: str, iteration: int) -> int:
