@@ -33,7 +33,7 @@ from gt_core.engine.state import check_fits_cell, synchronize
 from gt_core.methods.base import Method, Renders, with_overrides
 from gt_core.methods.ernerf import train as T
 from gt_core.methods.ernerf.model import ModelConfig
-from gt_core.methods.ernerf.render import render_head_image
+from gt_core.methods.ernerf.render import over, render_head_image
 from gt_core.methods.ernerf.torso import render_torso, torso_pixel_coords
 from gt_core.render.rays import camera_rays
 
@@ -97,10 +97,11 @@ class ERNeRFMethod(Method):
         for k in range(data.n):
             origins, dirs = camera_rays(data.cameras[k])
             bg = FrameData.image(data.backgrounds[k:k + 1])[0].permute(1, 2, 0).reshape(-1, 3)
-            args = (codes[k], data.eye[k], model.n_steps, model.grid, tc.render_chunk, model.t_thresh, model.min_near)
-            heads.append(render_head_image(model.head, origins, dirs, bg, *args))
+            colour, alpha = render_head_image(model.head, origins, dirs, codes[k], data.eye[k], model.n_steps,
+                                              model.grid, tc.render_chunk, model.t_thresh, model.min_near)
             torso_bg, _ = render_torso(model.torso, model.torso_grid, coords, data.c2w[k], None, plate)
-            fulls.append(render_head_image(model.head, origins, dirs, torso_bg.clamp(0, 1), *args))
+            heads.append(over(colour, alpha, bg))
+            fulls.append(over(colour, alpha, torso_bg.clamp(0, 1)))
         synchronize(device)
         seconds = time.perf_counter() - start
         to_u8 = lambda xs: (torch.stack(xs).view(-1, h, w, 3) * 255).round().to(torch.uint8).cpu().numpy()  # noqa

@@ -5,7 +5,7 @@ The head is composited as the original: ``colour = Σ w·c + (1 − Σ w)·backg
 (the ground-truth torso over the plate in the head protocol and in head training; the method's own torso over the
 plate in the ``full`` protocol), the uncertainty riding along as a w-weighted channel over a zero background, the
 ambient outputs as *unweighted* per-ray sums of the samples (the original's kernels sum them without weights).
-The torso layer is ``torso·α + plate·(1 − α)`` (``nerf_triplane/renderer.py`` ``run_torso``).
+The torso layer (``torso·α + plate·(1 − α)``, ``run_torso``) is :func:`gt_core.methods.ernerf.torso.render_torso`.
 """
 from __future__ import annotations
 
@@ -50,20 +50,23 @@ def render_head_rays(head: ERNeRFHead, origins: Tensor, dirs: Tensor, background
                     ray_sums(out.ambient_eye, s.ray_ids, r), s.points, sample_dirs)
 
 
-def over_plate(torso_rgb: Tensor, torso_alpha: Tensor, plate: Tensor) -> Tensor:
-    """The torso layer: ``rgb·α + plate·(1 − α)`` → [R, 3]."""
-    assert torso_rgb.shape == plate.shape and torso_alpha.shape == plate.shape[:1]
-    return torso_rgb * torso_alpha[:, None] + plate * (1.0 - torso_alpha[:, None])
-
-
 @torch.no_grad()
-def render_head_image(head: ERNeRFHead, origins: Tensor, dirs: Tensor, background: Tensor, audio_code: Tensor,
-                      eye: Tensor, n_steps: int, grid: OccupancyGrid | None, chunk: int, t_thresh: float,
-                      min_near: float) -> Tensor:
-    """All rays of one frame in chunks (test time: code 0, no jitter, no uncertainty) → [R, 3] in [0, 1]."""
-    parts = []
+def render_head_image(head: ERNeRFHead, origins: Tensor, dirs: Tensor, audio_code: Tensor, eye: Tensor,
+                      n_steps: int, grid: OccupancyGrid | None, chunk: int, t_thresh: float,
+                      min_near: float) -> tuple[Tensor, Tensor]:
+    """All rays of one frame in chunks (test time: code 0, no jitter, no uncertainty) → the head's premultiplied
+    colour ``Σ w·c`` [R, 3] and opacity ``Σ w`` [R]: one pass serves every background (:func:`over`)."""
+    colours, alphas = [], []
     for lo in range(0, origins.shape[0], chunk):
         sl = slice(lo, lo + chunk)
-        parts.append(render_head_rays(head, origins[sl], dirs[sl], background[sl], audio_code, eye, None, n_steps,
-                                      grid, False, t_thresh, min_near, use_uncertainty=False).rgb)
-    return torch.cat(parts).clamp(0.0, 1.0)
+        zero = origins.new_zeros(origins[sl].shape)
+        out = render_head_rays(head, origins[sl], dirs[sl], zero, audio_code, eye, None, n_steps, grid, False,
+                               t_thresh, min_near, use_uncertainty=False)
+        colours.append(out.rgb)
+        alphas.append(out.alpha)
+    return torch.cat(colours), torch.cat(alphas)
+
+
+def over(premultiplied: Tensor, alpha: Tensor, background: Tensor) -> Tensor:
+    """``Σ w·c + (1 − Σ w)·background`` clamped to [0, 1] → [R, 3] (the compositing rule of :func:`render_head_rays`)."""
+    return (premultiplied + (1.0 - alpha[:, None]) * background).clamp(0.0, 1.0)
