@@ -105,4 +105,6 @@ def test_slurm_profile_puts_gpus_on_train_and_render_only(paper_workdir):
         assert int(res["mem_mb"]) > 0 and int(res["runtime"]) > 0, (rule, res)  # every job sized for the scheduler
         gpu_jobs += wants > 0
     n_cells = len(PAPER["subjects"]) * len(PAPER["durations"])
-    assert gpu_jobs == 2 * n_cells  # gaussiantalker's train + render per cell; retrieval asks for none
+    n_gpu_methods = sum(METHODS[m].gpus > 0 for m in PAPER["methods"])
+    assert n_gpu_methods == 2  # ernerf and gaussiantalker; retrieval asks for none
+    assert gpu_jobs == 2 * n_cells * n_gpu_methods  # a train + a render per cell and GPU method

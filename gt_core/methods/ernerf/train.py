@@ -89,6 +89,7 @@ class TrainConfig:
     extra_interval: int = 16  # occupancy / torso-occupancy refresh and the jitter regulariser
     jitter_points: int = 4096  # samples the jitter regulariser evaluates (the original: all of the step's)
     audio_normalisation: str = "auto"
+    individual_codes: bool = True  # frame i trains with code i (the original); False: code 0 throughout
     checkpoint_every: int = 1000
     render_chunk: int = 8192
 
@@ -190,7 +191,8 @@ class ERNeRFProgram(Program):
             rect, (pix, shape) = False, (self.rays.random_pixels(tc.num_rays), None)
         origins, dirs = self.rays.rays(i, pix)
         bg, target = self.rays.background(i, pix), self.rays.target(i, pix)
-        out = render_head_rays(m.head, origins, dirs, bg, code, eye, i, m.n_steps, m.grid, True, m.t_thresh,
+        ci = i if tc.individual_codes else None
+        out = render_head_rays(m.head, origins, dirs, bg, code, eye, ci, m.n_steps, m.grid, True, m.t_thresh,
                                m.min_near, use_uncertainty=tc.unc_loss and stage == "head")
         face = self.rays.in_face_box(i, pix)
         terms: dict[str, Any] = {"lpips": None, "unc": None, "smooth": None, "anchor": None}
@@ -216,7 +218,7 @@ class ERNeRFProgram(Program):
             keep = torch.randperm(out.points.shape[0], device=self.device)[:tc.jitter_points]
             pts, dirs_s = out.points[keep].detach(), out.sample_dirs[keep]
             code_d = code.detach()
-            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, eye, i), pts)
+            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, eye, ci), pts)
             loss = loss + L.JITTER_WEIGHT * sf * smooth
             terms["smooth"] = float(smooth.detach())
         return loss, terms
