@@ -50,3 +50,27 @@ def test_wav_round_trip(tmp_path):
     write_wav(tmp_path / "x.wav", x, 16000)
     y, rate = read_wav(tmp_path / "x.wav")
     assert rate == 16000 and np.abs(x - y).max() < 1e-4
+
+
+def test_write_video_never_leaves_ffmpeg_output_in_an_unread_pipe(tmp_path, monkeypatch):
+    """ffmpeg's stderr goes to a file, not to a pipe: on a loaded machine a slow encode filled a 64 KiB stderr pipe
+    with progress lines and ``write_video`` waited forever on ffmpeg, which waited on the pipe (the demo test hung)."""
+    import subprocess
+
+    import numpy as np
+
+    from gt_core.io.video import probe_video, write_video
+
+    seen = []
+    real = subprocess.Popen
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", recording)
+    write_video(tmp_path / "v.mp4", (np.random.default_rng(0).random((12, 32, 32, 3)) * 255).astype(np.uint8))
+    assert probe_video(tmp_path / "v.mp4").n_frames_25fps == 12
+    writers = [kw for kw in seen if kw.get("stdin") is subprocess.PIPE]  # the streaming encoder (not the probe)
+    assert writers and all(kw.get("stderr") is not subprocess.PIPE and kw.get("stdout") is not subprocess.PIPE
+                           for kw in writers), writers

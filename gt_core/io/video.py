@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tempfile
 import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,18 +191,21 @@ def write_video(
     if audio_wav is not None:
         streams.append(ffmpeg.input(str(audio_wav)).audio)
         out_kwargs.update(acodec="aac", audio_bitrate="128k", shortest=None)
-    proc = (
-        ffmpeg.output(*streams, str(path), **out_kwargs)
-        .overwrite_output()
-        .run_async(cmd=FFMPEG, pipe_stdin=True, quiet=True)
-    )
-    try:
-        proc.stdin.write(np.ascontiguousarray(first, dtype=np.uint8).tobytes())
-        for frame in frames:
-            assert frame.shape[:2] == (h, w), (frame.shape, (h, w))
-            proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
-    finally:
-        proc.stdin.close()
-        code = proc.wait()
-    if code != 0:
-        raise RuntimeError(f"ffmpeg could not write {path} (exit {code})")
+    args = ffmpeg.output(*streams, str(path), **out_kwargs).overwrite_output().global_args(
+        "-nostats", "-loglevel", "error").compile(cmd=FFMPEG)
+    # ffmpeg's messages go to a file, never to a pipe nobody reads while the frames are written: a slow encode (a
+    # loaded machine) filled a 64 KiB stderr pipe with progress lines and ffmpeg and this process waited on each other
+    with tempfile.TemporaryFile() as log_file:
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log_file)
+        try:
+            proc.stdin.write(np.ascontiguousarray(first, dtype=np.uint8).tobytes())
+            for frame in frames:
+                assert frame.shape[:2] == (h, w), (frame.shape, (h, w))
+                proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+        finally:
+            proc.stdin.close()
+            code = proc.wait()
+        if code != 0:
+            log_file.seek(0)
+            tail = log_file.read().decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+            raise RuntimeError(f"ffmpeg could not write {path} (exit {code}): {tail[0]}")
