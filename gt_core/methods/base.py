@@ -14,7 +14,7 @@ draws the head over ``cell.test.backgrounds`` (ground-truth torso over the train
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -125,6 +125,12 @@ def with_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str, 
     unknown = set(overrides) - set(cfg)
     assert not unknown, f"unknown preset keys {sorted(unknown)}"
     return {**cfg, **overrides}
+
+
+def known_fields(cls: type, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The entries of the flat hyper-parameter dict ``cfg`` that are fields of the config dataclass ``cls``."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in cfg.items() if k in names}
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:

@@ -91,7 +91,7 @@ class ERNeRFMethod(Method):
         model, ckpt = T.load_checkpoint(checkpoint, device)
         check_fits_cell(checkpoint, ckpt, model.audio_dim, cell)
         tc = T.TrainConfig.from_dict(ckpt["train_config"])
-        data = FrameData(cell, "test", device, 8)
+        data = FrameData(cell, "test", device, model.head.cfg.audio_context)
         h, w = cell.height, cell.width
         coords = torso_pixel_coords(h, w, device)  # [H·W, 2]
         plate = torch.from_numpy(np.ascontiguousarray(cell.plate)).to(device).reshape(-1, 3).float() / 255.0

@@ -7,7 +7,7 @@ back of the head fit (the mesh stops at the forehead and the ears); the occupanc
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,9 @@ from gt_core.data.cell import CellData
 from gt_core.encoders.audio import standardises_audio
 from gt_core.encoders.hashgrid import HashGridConfig
 from gt_core.methods.ernerf.field import ERNeRFHead, HeadFieldConfig
+from gt_core.methods.base import known_fields
 from gt_core.methods.ernerf.torso import TorsoField, TorsoFieldConfig, TorsoOccupancy
+from gt_core.render.volume import OccupancyGrid
 
 
 @dataclass
@@ -42,8 +44,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in names})
+        return cls(**known_fields(cls, cfg))
 
 
 def head_box(canonical: np.ndarray, scale: float) -> tuple[float, ...]:
@@ -61,7 +62,7 @@ class ERNeRFModel(nn.Module):
                                                base_resolution=mcfg.base_resolution,
                                                finest_resolution=mcfg.finest_resolution,
                                                log2_hashmap_size=mcfg.log2_hashmap_size, n_codes=n_codes), audio_dim)
-        self.grid = OccupancyGridFor(aabb, mcfg)
+        self.grid = OccupancyGrid(aabb, res=mcfg.grid_res, density_thresh=mcfg.density_thresh)
         torso_grid = HashGridConfig(n_dims=2, n_levels=mcfg.torso_levels, features_per_level=2, log2_hashmap_size=16,
                                     base_resolution=16, finest_resolution=mcfg.torso_finest, grid_type="tiled")
         self.torso = TorsoField(TorsoFieldConfig(n_codes=n_codes, grid=torso_grid))
@@ -84,12 +85,6 @@ class ERNeRFModel(nn.Module):
     def audio_code(self, audio_ctx: Tensor) -> Tensor:
         """``[B, 8, 16, C]`` raw audio context → ``[B, dim_aud]`` (normalised with the training statistics)."""
         return self.head.encode_audio((audio_ctx - self.audio_mean) / self.audio_std)
-
-
-def OccupancyGridFor(aabb: tuple[float, ...], mcfg: ModelConfig):
-    from gt_core.render.volume import OccupancyGrid
-
-    return OccupancyGrid(aabb, res=mcfg.grid_res, density_thresh=mcfg.density_thresh)
 
 
 def model_record(model: ERNeRFModel) -> dict[str, Any]:

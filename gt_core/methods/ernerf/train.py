@@ -40,7 +40,7 @@ Deviations (each with its reason):
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,9 @@ from gt_core.engine.frames import FrameData
 from gt_core.engine.loop import CKPT_FINAL, CKPT_LATEST, LOG_NAME, Program, TrainingInterrupted, run_program
 from gt_core.engine.schedules import power_decay
 from gt_core.engine.state import load_model_checkpoint
+from gt_core.methods.base import known_fields
 from gt_core.methods.ernerf import losses as L
+from gt_core.methods.ernerf.field import HeadFieldConfig
 from gt_core.methods.ernerf.model import ERNeRFModel, build_model, model_record, new_model
 from gt_core.methods.ernerf.render import render_head_rays
 from gt_core.methods.ernerf.rays import FrameRays
@@ -63,6 +65,7 @@ from gt_core.methods.ernerf.torso import anchor_loss, render_torso
 log = logging.getLogger(__name__)
 
 STAGES = ("head", "lips", "torso")
+OPTIMISER_OF = {"head": "head", "lips": "head", "torso": "torso"}  # the stage -> whose optimiser it steps
 FORMAT = "ernerf-v1"
 __all__ = ["CKPT_FINAL", "CKPT_LATEST", "LOG_NAME", "TrainingInterrupted", "ERNeRFProgram", "train", "TrainConfig"]
 
@@ -95,8 +98,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in names})
+        return cls(**known_fields(cls, cfg))
 
 
 class ERNeRFProgram(Program):
@@ -112,11 +114,12 @@ class ERNeRFProgram(Program):
         self.cell, self.device, self.cfg = cell, torch.device(device), dict(cfg)
         self.tc = TrainConfig.from_dict(cfg)
         self.seed, self.checkpoint_every = self.tc.seed, self.tc.checkpoint_every
-        self.data = FrameData(cell, "train", self.device, 8)
+        self.data = FrameData(cell, "train", self.device, HeadFieldConfig.audio_context)
         self.rays = FrameRays(self.data, cell)
         self.plate = torch.from_numpy(np.ascontiguousarray(cell.plate)).to(self.device).float() / 255.0  # [H,W,3]
         self.model: ERNeRFModel | None = None
         self.lpips = None
+        self._opt_owner: str | None = None  # whose parameters self.opt holds
 
     def iterations(self, stage: str) -> int:
         return {"head": self.tc.iterations_head, "lips": self.tc.iterations_lips,
@@ -143,20 +146,15 @@ class ERNeRFProgram(Program):
         log.info("ernerf: %s", self.lpips_status)
 
     def begin_stage(self, stage: str, ckpt: dict[str, Any] | None) -> None:
-        m = self.model
-        if stage in ("head", "lips"):
-            if stage == "head" or not hasattr(self, "opt") or self._opt_stage != "head":
-                self.opt = torch.optim.AdamW(m.head.param_groups(self.tc.lr_grid, self.tc.lr_net), betas=(0.0, 0.99),
-                                             eps=1e-8)
-                self._opt_stage = "head"
-            m.head.requires_grad_(True)
-        else:
-            m.head.requires_grad_(False)
-            self.opt = torch.optim.AdamW(m.torso.param_groups(self.tc.lr_grid, self.tc.lr_net), betas=(0.0, 0.99),
+        m, owner = self.model, OPTIMISER_OF[stage]
+        if owner != self._opt_owner:  # a fresh optimiser for head and torso; lips go on with the head's and its state
+            module = m.head if owner == "head" else m.torso
+            self.opt = torch.optim.AdamW(module.param_groups(self.tc.lr_grid, self.tc.lr_net), betas=(0.0, 0.99),
                                          eps=1e-8)
-            self._opt_stage = "torso"
-        for g in self.opt.param_groups:
-            g.setdefault("base_lr", g["lr"])
+            self._opt_owner = owner
+            for g in self.opt.param_groups:
+                g["base_lr"] = g["lr"]
+        m.head.requires_grad_(owner == "head")
         if ckpt is not None:
             self.opt.load_state_dict(ckpt["optimizer"])
         m.train()
@@ -267,7 +265,7 @@ class ERNeRFProgram(Program):
     # ----------------------------------------------------------------------------------------------- records
     def state(self, stage: str) -> dict[str, Any]:
         return {"record": model_record(self.model), "model": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(), "opt_stage": self._opt_stage, "train_config": asdict(self.tc),
+                "optimizer": self.opt.state_dict(), "train_config": asdict(self.tc),
                 "lpips": self.lpips_status}
 
     def final(self) -> dict[str, Any]:

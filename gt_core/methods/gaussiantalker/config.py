@@ -2,8 +2,10 @@
 the meaning of each group is in :mod:`.train` and :mod:`.densify`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from gt_core.methods.base import known_fields
 
 
 @dataclass
@@ -66,5 +68,4 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in names})
+        return cls(**known_fields(cls, cfg))

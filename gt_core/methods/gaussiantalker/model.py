@@ -60,7 +60,7 @@ the 2 heads, as the original's ``att.mean(dim=1)``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -71,6 +71,7 @@ from torch import Tensor, nn
 
 from gt_core.encoders.triplane import TriPlaneConfig, TriPlaneEncoder
 from gt_core.encoders.audio import AudioEncoder
+from gt_core.methods.base import known_fields
 from gt_core.nn.attention import CrossAttentionLayer
 from gt_core.nn.encodings import sinusoidal_encoding
 from gt_core.nn.mlp import LAST_LAYER_GAIN, mlp, small_init_
@@ -112,8 +113,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if k in names})
+        return cls(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in known_fields(cls, cfg).items()})
 
     @property
     def triplane(self) -> TriPlaneConfig:
