@@ -83,6 +83,7 @@ class TrainConfig:
     lr_grid: float = 1e-2
     lr_net: float = 1e-3
     lr_decay_head: float = 0.5  # LambdaLR 0.5^(step/iters)
+    lr_warmup_head: int = 0  # linear LR warm-up over the first head steps (0 = the original: none)
     lr_decay_lips: float = 0.05  # 0.05^(step/iters) in the resumed lip run
     lr_decay_torso: float = 0.5
     eye_noise: float = 0.05  # ± uniform noise on the eye value in training
@@ -164,6 +165,8 @@ class ERNeRFProgram(Program):
         tc = self.tc
         if stage == "head":
             mult = power_decay(it, tc.lr_decay_head, tc.iterations_head)
+            if tc.lr_warmup_head > 0:
+                mult *= min(1.0, it / tc.lr_warmup_head)
         elif stage == "lips":
             mult = power_decay(tc.iterations_head + it, tc.lr_decay_lips, tc.iterations_head + tc.iterations_lips)
         else:
