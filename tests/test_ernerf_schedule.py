@@ -1,0 +1,57 @@
+"""ER-NeRF's stage schedules: the head stage's optional linear warm-up, the lip stage continuing the head's decay
+with the head's optimiser, and a fresh optimiser for the torso."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gt_core.methods.ernerf.train import ERNeRFProgram
+from gt_core.methods.registry import get_method
+
+
+@pytest.fixture(scope="module")
+def cell():
+    from test_gaussiantalker import synthetic_cell
+
+    return synthetic_cell()
+
+
+def program(cell, **overrides) -> ERNeRFProgram:
+    method = get_method("ernerf")
+    cfg = {**method.resolve_config("tiny", {"iterations_head": 20, "iterations_lips": 10, **overrides}), "seed": 0}
+    prog = ERNeRFProgram(cell, cfg, torch.device("cpu"))
+    prog.start()
+    return prog
+
+
+def test_head_warmup_ramps_the_lr_linearly_then_follows_the_decay(cell):
+    prog = program(cell, lr_warmup_head=5)
+    prog.begin_stage("head", None)
+    decay = prog.tc.lr_decay_head
+    for it in (1, 3, 5, 6, 20):
+        expected = min(1.0, it / 5) * decay ** (it / 20)
+        assert math.isclose(prog._lr("head", it), expected, rel_tol=1e-12), it
+        for g in prog.opt.param_groups:
+            assert math.isclose(g["lr"], g["base_lr"] * expected, rel_tol=1e-12)
+
+
+def test_without_warmup_the_first_step_runs_at_the_full_decayed_lr(cell):
+    prog = program(cell, lr_warmup_head=0)
+    prog.begin_stage("head", None)
+    assert math.isclose(prog._lr("head", 1), prog.tc.lr_decay_head ** (1 / 20), rel_tol=1e-12)
+
+
+def test_lips_keep_the_head_optimiser_and_torso_gets_its_own(cell):
+    prog = program(cell)
+    prog.begin_stage("head", None)
+    head_opt = prog.opt
+    prog.begin_stage("lips", None)
+    assert prog.opt is head_opt
+    assert all(p.requires_grad for p in prog.model.head.parameters())
+    prog.begin_stage("torso", None)
+    assert prog.opt is not head_opt
+    assert not any(p.requires_grad for p in prog.model.head.parameters())
+    torso_params = {id(p) for p in prog.model.torso.parameters()}
+    assert all(id(p) in torso_params for g in prog.opt.param_groups for p in g["params"])
