@@ -27,11 +27,11 @@ Presets (see ``make_preset``):
     mouth_sync 0.88, opening std 0.057, LMD 2.09, PSNR 29.9 (with codes, 800 + 1,400: 0.85 / 2.12 / 29.6; without,
     700 + 1,300: 0.83 / 2.20 / 29.6). The original renders every test frame with code 0 (a training frame's), so
     what a code learns of that frame's mouth is in every test frame — a reason to share one code, though these
-    single runs do not isolate its effect from the step split. The lip stage's LR cannot be raised instead: ``lr_decay_lips`` 0.5 (the lip stage at
-    0.79 → 0.5 of the base LR) diverged at lip step 18;
+    single runs do not isolate its effect from the step split. The lip stage's LR cannot be raised instead:
+    ``lr_decay_lips`` 0.5 (the lip stage at 0.79 → 0.5 of the base LR) diverged at lip step 18;
   - a linear LR warm-up over the first 100 head steps (``lr_warmup_head``; the original has none): without it the
     nets' 1e-2 diverged on a real clip (HDTF Radio2, 6 s): with AdamW's β1 = 0 every weight moves by about the LR
-    from the first step, and the AudioNet code's largest value went 0.15 → 0.86 → 68 in steps 4–6, the raw density
+    from the first step, and the AudioNet code's largest value went 0.21 → 0.86 → 68 in steps 4–6, the raw density
     to 166, σ = exp(166) = inf, and a NaN at step 7. With the warm-up the code stays below 1.1 and the raw density
     below 6.2 over 250 steps, on Radio2 and on the demo subject.
 * ``small`` — between ``tiny`` and ``demo`` (the end-to-end test's budget).

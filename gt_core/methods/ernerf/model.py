@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from gt_core.data.cell import CellData
 from gt_core.encoders.audio import standardises_audio
 from gt_core.encoders.hashgrid import HashGridConfig
-from gt_core.methods.ernerf.field import ERNeRFHead, HeadFieldConfig
 from gt_core.methods.base import known_fields
+from gt_core.methods.ernerf.field import ERNeRFHead, HeadFieldConfig
 from gt_core.methods.ernerf.torso import TorsoField, TorsoFieldConfig, TorsoOccupancy
 from gt_core.render.volume import OccupancyGrid
 
