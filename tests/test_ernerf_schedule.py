@@ -1,5 +1,5 @@
 """ER-NeRF's stage schedules: the head stage's optional linear warm-up, the lip stage continuing the head's decay
-with the head's optimiser, and a fresh optimiser for the torso."""
+with the head's optimiser, a fresh optimiser for the torso, and how many frames a lip-square step trains on."""
 from __future__ import annotations
 
 import math
@@ -55,3 +55,39 @@ def test_lips_keep_the_head_optimiser_and_torso_gets_its_own(cell):
     assert not any(p.requires_grad for p in prog.model.head.parameters())
     torso_params = {id(p) for p in prog.model.torso.parameters()}
     assert all(id(p) in torso_params for g in prog.opt.param_groups for p in g["params"])
+
+
+def record_lip_squares(prog: ERNeRFProgram) -> list[int]:
+    seen: list[int] = []
+    square = prog.rays.lip_square
+
+    def recording(i: int):
+        seen.append(i)
+        return square(i)
+
+    prog.rays.lip_square = recording
+    return seen
+
+
+@pytest.mark.parametrize("lip_frames", [1, 3])
+def test_a_lip_square_step_trains_on_lip_frames_distinct_frames(cell, lip_frames):
+    from gt_core.engine.batches import batch_indices
+
+    prog = program(cell, lip_frames=lip_frames)
+    prog.begin_stage("lips", None)
+    seen = record_lip_squares(prog)
+    loss, _ = prog.forward("lips", 3)  # odd: a lip-square step
+    assert torch.isfinite(loss)
+    assert seen == [int(j) for j in batch_indices(0, 1, 3, lip_frames, prog.data.n)]  # stage 1 = lips
+    assert len(set(seen)) == lip_frames
+    loss.backward()
+    grads = [p.grad for p in prog.model.head.audio.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_a_patch_step_stays_on_one_frame(cell):
+    prog = program(cell, lip_frames=3)
+    prog.begin_stage("lips", None)
+    seen = record_lip_squares(prog)
+    loss, _ = prog.forward("lips", 2)  # even: a patch step
+    assert torch.isfinite(loss) and seen == []

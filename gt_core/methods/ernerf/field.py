@@ -182,8 +182,9 @@ class ERNeRFHead(nn.Module):
     def encode_audio(self, audio_ctx: Tensor) -> Tensor:
         """``[B, audio_context, 16, C]`` feature windows → ``[B, dim_aud]`` audio codes."""
         cfg = self.cfg
-        assert audio_ctx.ndim == 4 and audio_ctx.shape[1] == cfg.audio_context and audio_ctx.shape[3] == \
-            self.audio_dim, f"audio_ctx must be [B, {cfg.audio_context}, 16, {self.audio_dim}], got {tuple(audio_ctx.shape)}"
+        expected = f"[B, {cfg.audio_context}, 16, {self.audio_dim}]"
+        assert audio_ctx.ndim == 4 and audio_ctx.shape[1] == cfg.audio_context and \
+            audio_ctx.shape[3] == self.audio_dim, f"audio_ctx must be {expected}, got {tuple(audio_ctx.shape)}"
         code = self.audio(audio_ctx)  # [B, dim_aud]
         assert code.shape == (audio_ctx.shape[0], cfg.dim_aud)
         return code

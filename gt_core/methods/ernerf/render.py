@@ -68,5 +68,5 @@ def render_head_image(head: ERNeRFHead, origins: Tensor, dirs: Tensor, audio_cod
 
 
 def over(premultiplied: Tensor, alpha: Tensor, background: Tensor) -> Tensor:
-    """``Σ w·c + (1 − Σ w)·background`` clamped to [0, 1] → [R, 3] (the compositing rule of :func:`render_head_rays`)."""
+    """``Σ w·c + (1 − Σ w)·background`` clamped to [0, 1] → [R, 3] (:func:`render_head_rays`' compositing rule)."""
     return (premultiplied + (1.0 - alpha[:, None]) * background).clamp(0.0, 1.0)

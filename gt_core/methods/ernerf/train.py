@@ -36,6 +36,11 @@ Deviations (each with its reason):
 * Audio features other than DeepSpeech are standardised with the training frames' statistics (the original feeds
   DeepSpeech logits raw; ``audio_normalisation``, the same rule as GaussianTalker).
 * Patch and lip-square sizes scale with the working resolution (``patch_px512`` = 32 at 512 px).
+* ``lip_frames`` (1 = the original): a lip-square step may train on the lip squares of several frames (the stage's
+  next ``lip_frames`` frames of its per-epoch permutation), each with its own audio code, eye value and camera, the
+  loss over all their rays. At 512 px one frame's lip square is ~7,700 rays; at 128 px it is ~600, under half the
+  ``demo`` step's 1,536, so one frame per step gave the mouth a third of the supervision the patch steps give the
+  rest of the face (the ``demo`` preset sets 3; its measurement in ``method.py``).
 """
 from __future__ import annotations
 
@@ -94,8 +99,13 @@ class TrainConfig:
     jitter_points: int = 4096  # samples the jitter regulariser evaluates (the original: all of the step's)
     audio_normalisation: str = "auto"
     individual_codes: bool = True  # frame i trains with code i (the original); False: code 0 throughout
+    lip_frames: int = 1  # frames whose lip squares one lip-square step trains on (1 = the original)
     checkpoint_every: int = 1000
     render_chunk: int = 8192
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lip_frames, int) or isinstance(self.lip_frames, bool) or self.lip_frames < 1:
+            raise ValueError(f"TrainConfig.lip_frames must be an int >= 1, got {self.lip_frames!r}")
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "TrainConfig":
@@ -183,21 +193,20 @@ class ERNeRFProgram(Program):
             self._refresh_grids(stage)
         if stage == "torso":
             return self._torso_loss(i)
-        eye = data.eye[i] + (torch.rand((), device=self.device) - 0.5) * 2 * tc.eye_noise
-        code = m.audio_code(data.audio_ctx[i:i + 1])[0]  # [dim_aud]
-        if stage == "lips":
-            rect = it % 2 == 1
-            pix, shape = self.rays.lip_square(i) if rect else self.rays.patches(tc.num_rays, tc.patch_px512)
-        else:
-            rect, (pix, shape) = False, (self.rays.random_pixels(tc.num_rays), None)
-        origins, dirs = self.rays.rays(i, pix)
-        bg, target = self.rays.background(i, pix), self.rays.target(i, pix)
+        rect = stage == "lips" and it % 2 == 1
+        frames = [i]
+        if rect and tc.lip_frames > 1:
+            frames = batch_indices(tc.seed, STAGES.index(stage), it, tc.lip_frames, data.n).tolist()
+        parts = [self._frame_rays(stage, j, rect) for j in frames]
+        out, code, eye = parts[0][0], parts[0][4], parts[0][5]
+        rgb, target = torch.cat([p[0].rgb for p in parts]), torch.cat([p[1] for p in parts])
+        face = torch.cat([p[2] for p in parts])
+        alpha = torch.cat([p[0].alpha for p in parts])
+        amb_aud = torch.cat([p[0].ambient_aud for p in parts])
+        amb_eye = torch.cat([p[0].ambient_eye for p in parts])
         ci = i if tc.individual_codes else None
-        out = render_head_rays(m.head, origins, dirs, bg, code, eye, ci, m.n_steps, m.grid, True, m.t_thresh,
-                               m.min_near, use_uncertainty=tc.unc_loss and stage == "head")
-        face = self.rays.in_face_box(i, pix)
         terms: dict[str, Any] = {"lpips": None, "unc": None, "smooth": None, "anchor": None}
-        mse = ((out.rgb - target) ** 2).mean(dim=-1)  # [R]
+        mse = ((rgb - target) ** 2).mean(dim=-1)  # [R]
         terms["mse"] = float(mse.mean().detach())
         if stage == "head" and tc.unc_loss:
             sf = L.step_factor(it, tc.iterations_head)
@@ -208,11 +217,11 @@ class ERNeRFProgram(Program):
             per_ray = mse
         loss = per_ray.mean()
         if stage == "lips" and self.lpips is not None:
-            lp = self._lpips(out.rgb, target, shape)
+            lp = torch.stack([self._lpips(o.rgb, t, shape) for o, t, _, shape, _, _ in parts]).mean()
             loss = loss + (tc.lpips_rect if rect else tc.lpips_patch) * lp
             terms["lpips"] = float(lp.detach())
-        entropy = L.alpha_entropy(out.alpha)
-        aud, eye_term = L.ambient_penalties(out.ambient_aud, out.ambient_eye, face, sf, m.n_steps)
+        entropy = L.alpha_entropy(alpha)
+        aud, eye_term = L.ambient_penalties(amb_aud, amb_eye, face, sf, m.n_steps)
         loss = loss + L.ENTROPY_WEIGHT * entropy + aud + eye_term
         terms.update(entropy=float(entropy.detach()), amb_aud=float(aud.detach()), amb_eye=float(eye_term.detach()))
         if stage == "head" and (it - 1) % tc.extra_interval == 0 and out.points.shape[0] > 0:
@@ -223,6 +232,22 @@ class ERNeRFProgram(Program):
             loss = loss + L.JITTER_WEIGHT * sf * smooth
             terms["smooth"] = float(smooth.detach())
         return loss, terms
+
+    def _frame_rays(self, stage: str, i: int, rect: bool) -> tuple:
+        """Frame ``i``'s step rays through the head → (rays out, target, face flags, patch shape, code, eye)."""
+        tc, m, data = self.tc, self.model, self.data
+        eye = data.eye[i] + (torch.rand((), device=self.device) - 0.5) * 2 * tc.eye_noise
+        code = m.audio_code(data.audio_ctx[i:i + 1])[0]  # [dim_aud]
+        if stage == "lips":
+            pix, shape = self.rays.lip_square(i) if rect else self.rays.patches(tc.num_rays, tc.patch_px512)
+        else:
+            pix, shape = self.rays.random_pixels(tc.num_rays), None
+        origins, dirs = self.rays.rays(i, pix)
+        bg, target = self.rays.background(i, pix), self.rays.target(i, pix)
+        ci = i if tc.individual_codes else None
+        out = render_head_rays(m.head, origins, dirs, bg, code, eye, ci, m.n_steps, m.grid, True, m.t_thresh,
+                               m.min_near, use_uncertainty=tc.unc_loss and stage == "head")
+        return out, target, self.rays.in_face_box(i, pix), shape, code, eye
 
     def _lpips(self, pred: Tensor, target: Tensor, shape: tuple[int, ...]) -> Tensor:
         """LPIPS-alex between the rays laid out as images (``shape`` = (B, h, w)), inputs in [-1, 1]."""
