@@ -288,3 +288,32 @@ def test_jitter_smoothness():
     reg.backward()
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in head.unc_net.parameters())
     assert (L.JITTER_EPS, L.JITTER_WEIGHT, L.JITTER_INTERVAL) == (1e-3, 1e-5, 16)
+
+
+def test_rays_of_several_frames_in_one_pass_equal_one_pass_per_frame():
+    """A multi-frame lip-square step renders every frame's rays in one call with per-ray codes, eye values and
+    individual codes; that must equal rendering each frame on its own."""
+    from gt_core.methods.ernerf.render import render_head_rays
+
+    head = make_head().eval()
+    g = torch.Generator().manual_seed(5)
+    frames = []
+    for k, n in enumerate((7, 5, 9)):
+        origins = torch.tensor([0.0, 0.0, 1.0]).expand(n, 3) + 0.02 * torch.randn(n, 3, generator=g)
+        dirs = torch.tensor([0.0, 0.0, -1.0]) + 0.1 * torch.randn(n, 3, generator=g)
+        dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+        frames.append((origins, dirs, torch.rand(n, 3, generator=g), torch.randn(32, generator=g),
+                       torch.tensor(0.1 + 0.3 * k), 2 * k + 1))
+    one = [render_head_rays(head, o, d, bg, c, e, ci, 24, None, False, use_uncertainty=False)
+           for o, d, bg, c, e, ci in frames]
+    counts = torch.tensor([f[0].shape[0] for f in frames])
+    together = render_head_rays(
+        head, torch.cat([f[0] for f in frames]), torch.cat([f[1] for f in frames]), torch.cat([f[2] for f in frames]),
+        torch.stack([f[3] for f in frames]).repeat_interleave(counts, dim=0),
+        torch.stack([f[4] for f in frames]).repeat_interleave(counts),
+        torch.tensor([f[5] for f in frames]).repeat_interleave(counts), 24, None, False, use_uncertainty=False)
+    for name in ("rgb", "alpha", "ambient_aud", "ambient_eye"):
+        expected = torch.cat([getattr(o, name) for o in one])
+        assert torch.allclose(getattr(together, name), expected, atol=1e-6), name
+    # the frames differ, so a pass that gave every ray the first frame's values would fail the check above
+    assert not torch.allclose(one[0].rgb.mean(0), one[1].rgb.mean(0), atol=1e-4)

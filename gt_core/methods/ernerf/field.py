@@ -201,8 +201,14 @@ class ERNeRFHead(nn.Module):
         eye_att = torch.sigmoid(self.eye_att_net(feat))  # [P, 1]
         return att, eye_att
 
-    def individual_code(self, code_index: int | None) -> Tensor:
-        """``[code_dim]``: code ``code_index``; ``None`` → code 0 (the original's rule for unseen frames)."""
+    def individual_code(self, code_index: int | Tensor | None) -> Tensor:
+        """``[code_dim]``: code ``code_index``; ``None`` → code 0 (the original's rule for unseen frames); an ``[P]``
+        long tensor of indices → ``[P, code_dim]``."""
+        if isinstance(code_index, Tensor) and code_index.ndim == 1:
+            assert code_index.dtype == torch.long, code_index.dtype
+            if code_index.numel() and not (0 <= int(code_index.min()) and int(code_index.max()) < self.cfg.n_codes):
+                raise IndexError(f"code indices out of range [0, {self.cfg.n_codes})")
+            return self.individual_codes[code_index]
         index = 0 if code_index is None else int(code_index)
         if not 0 <= index < self.cfg.n_codes:
             raise IndexError(f"code_index {code_index} out of range [0, {self.cfg.n_codes})")
@@ -238,7 +244,7 @@ class ERNeRFHead(nn.Module):
 
     # -- public ---------------------------------------------------------------------------------------------------
     def forward(self, points: Tensor, dirs: Tensor, audio_code: Tensor, eye: Tensor | None,
-                code_index: int | None, use_uncertainty: bool = True) -> FieldOutput:
+                code_index: int | Tensor | None, use_uncertainty: bool = True) -> FieldOutput:
         """Query P points. ``dirs [P, 3]`` unit; ``audio_code [dim_aud]`` or ``[P, dim_aud]``; ``eye []`` or ``[P]``
         (ignored without the eye branch); ``code_index`` selects the individual code (None → 0)."""
         feat = self.encode_points(points)  # [P, 36]

@@ -31,23 +31,36 @@ class HeadRays(NamedTuple):
 
 
 def render_head_rays(head: ERNeRFHead, origins: Tensor, dirs: Tensor, background: Tensor, audio_code: Tensor,
-                     eye: Tensor, code_index: int | None, n_steps: int, grid: OccupancyGrid | None,
+                     eye: Tensor, code_index: int | Tensor | None, n_steps: int, grid: OccupancyGrid | None,
                      jitter: bool, t_thresh: float = 1e-4, min_near: float = 0.0,
                      use_uncertainty: bool = True) -> HeadRays:
-    """Rays ``origins``/``dirs`` [R, 3] (unit dirs) over ``background`` [R, 3] through the head field."""
+    """Rays ``origins``/``dirs`` [R, 3] (unit dirs) over ``background`` [R, 3] through the head field.
+
+    ``audio_code`` is ``[dim_aud]`` (all rays) or ``[R, dim_aud]``; ``eye`` ``[]`` or ``[R]``; ``code_index`` an int,
+    None, or an ``[R]`` long tensor: per-ray values are handed to each ray's samples."""
     r = origins.shape[0]
     assert dirs.shape == (r, 3) and background.shape == (r, 3), (tuple(dirs.shape), tuple(background.shape))
     aabb = head.cfg.aabb  # world box of the tri-plane
     near, far, _ = ray_aabb(origins, dirs, aabb, min_near=min_near)
     s = sample_along_rays(near, far, n_steps, grid, jitter, origins=origins, dirs=dirs)
     sample_dirs = dirs[s.ray_ids]  # [S, 3]
-    out = head(s.points, sample_dirs, audio_code, eye, code_index, use_uncertainty)
+    code = _to_samples(audio_code, 2, r, s.ray_ids)  # [dim_aud] or [S, dim_aud]
+    out = head(s.points, sample_dirs, code, _to_samples(eye, 1, r, s.ray_ids),
+               _to_samples(code_index, 1, r, s.ray_ids), use_uncertainty)
     channels = torch.cat([out.rgb, out.uncertainty[:, None]], dim=1)  # [S, 4]
     bg = torch.cat([background, background.new_zeros(r, 1)], dim=1)  # [R, 4]
     comp = composite(out.sigma, channels, s.deltas.to(channels.dtype), s.ray_ids, bg.to(channels.dtype), t_thresh,
                      ts=s.t)
     return HeadRays(comp.colour[:, :3], comp.alpha, comp.colour[:, 3], ray_sums(out.ambient_aud, s.ray_ids, r),
                     ray_sums(out.ambient_eye, s.ray_ids, r), s.points, sample_dirs)
+
+
+def _to_samples(value, per_ray_ndim: int, n_rays: int, ray_ids: Tensor):
+    """A per-ray tensor (``per_ray_ndim`` dims, first = rays) → its value at each sample; anything else as is."""
+    if isinstance(value, Tensor) and value.ndim == per_ray_ndim:
+        assert value.shape[0] == n_rays, f"a per-ray value must have {n_rays} rows, got {tuple(value.shape)}"
+        return value[ray_ids]
+    return value
 
 
 @torch.no_grad()

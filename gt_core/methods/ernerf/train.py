@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -63,7 +63,7 @@ from gt_core.methods.base import known_fields
 from gt_core.methods.ernerf import losses as L
 from gt_core.methods.ernerf.field import HeadFieldConfig
 from gt_core.methods.ernerf.model import ERNeRFModel, build_model, model_record, new_model
-from gt_core.methods.ernerf.render import render_head_rays
+from gt_core.methods.ernerf.render import HeadRays, render_head_rays
 from gt_core.methods.ernerf.rays import FrameRays
 from gt_core.methods.ernerf.torso import anchor_loss, render_torso
 
@@ -110,6 +110,18 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "TrainConfig":
         return cls(**known_fields(cls, cfg))
+
+
+class StepRays(NamedTuple):
+    """One step's rays through the head, with what the losses need of them."""
+
+    out: HeadRays
+    target: Tensor  # [R, 3]
+    face: Tensor  # [R] bool, inside the frame's face box
+    code: Tensor  # [dim_aud] (one frame) or [R, dim_aud]
+    eye: Tensor  # [] or [R]
+    counts: list[int]  # rays per frame, in frame order
+    shapes: list[tuple[int, int, int] | None]  # per frame: the (B, h, w) layout of its rays (lip stage)
 
 
 class ERNeRFProgram(Program):
@@ -197,16 +209,11 @@ class ERNeRFProgram(Program):
         frames = [i]
         if rect and tc.lip_frames > 1:
             frames = batch_indices(tc.seed, STAGES.index(stage), it, tc.lip_frames, data.n).tolist()
-        parts = [self._frame_rays(stage, j, rect) for j in frames]
-        out, code, eye = parts[0][0], parts[0][4], parts[0][5]
-        rgb, target = torch.cat([p[0].rgb for p in parts]), torch.cat([p[1] for p in parts])
-        face = torch.cat([p[2] for p in parts])
-        alpha = torch.cat([p[0].alpha for p in parts])
-        amb_aud = torch.cat([p[0].ambient_aud for p in parts])
-        amb_eye = torch.cat([p[0].ambient_eye for p in parts])
+        step = self._step_rays(stage, frames, rect)
+        out, target, face = step.out, step.target, step.face
         ci = i if tc.individual_codes else None
         terms: dict[str, Any] = {"lpips": None, "unc": None, "smooth": None, "anchor": None}
-        mse = ((rgb - target) ** 2).mean(dim=-1)  # [R]
+        mse = ((out.rgb - target) ** 2).mean(dim=-1)  # [R]
         terms["mse"] = float(mse.mean().detach())
         if stage == "head" and tc.unc_loss:
             sf = L.step_factor(it, tc.iterations_head)
@@ -217,37 +224,50 @@ class ERNeRFProgram(Program):
             per_ray = mse
         loss = per_ray.mean()
         if stage == "lips" and self.lpips is not None:
-            lp = torch.stack([self._lpips(o.rgb, t, shape) for o, t, _, shape, _, _ in parts]).mean()
+            rgbs, targets = out.rgb.split(step.counts), target.split(step.counts)
+            lp = torch.stack([self._lpips(o, t, sh) for o, t, sh in zip(rgbs, targets, step.shapes)]).mean()
             loss = loss + (tc.lpips_rect if rect else tc.lpips_patch) * lp
             terms["lpips"] = float(lp.detach())
-        entropy = L.alpha_entropy(alpha)
-        aud, eye_term = L.ambient_penalties(amb_aud, amb_eye, face, sf, m.n_steps)
+        entropy = L.alpha_entropy(out.alpha)
+        aud, eye_term = L.ambient_penalties(out.ambient_aud, out.ambient_eye, face, sf, m.n_steps)
         loss = loss + L.ENTROPY_WEIGHT * entropy + aud + eye_term
         terms.update(entropy=float(entropy.detach()), amb_aud=float(aud.detach()), amb_eye=float(eye_term.detach()))
         if stage == "head" and (it - 1) % tc.extra_interval == 0 and out.points.shape[0] > 0:
             keep = torch.randperm(out.points.shape[0], device=self.device)[:tc.jitter_points]
             pts, dirs_s = out.points[keep].detach(), out.sample_dirs[keep]
-            code_d = code.detach()
-            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, eye, ci), pts)
+            code_d = step.code.detach()
+            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, step.eye, ci), pts)
             loss = loss + L.JITTER_WEIGHT * sf * smooth
             terms["smooth"] = float(smooth.detach())
         return loss, terms
 
-    def _frame_rays(self, stage: str, i: int, rect: bool) -> tuple:
-        """Frame ``i``'s step rays through the head → (rays out, target, face flags, patch shape, code, eye)."""
+    def _step_rays(self, stage: str, frames: list[int], rect: bool) -> "StepRays":
+        """The step's rays of ``frames`` (one frame except in a multi-frame lip-square step) through the head in one
+        pass, each ray with its frame's audio code, noisy eye value and individual code."""
         tc, m, data = self.tc, self.model, self.data
-        eye = data.eye[i] + (torch.rand((), device=self.device) - 0.5) * 2 * tc.eye_noise
-        code = m.audio_code(data.audio_ctx[i:i + 1])[0]  # [dim_aud]
-        if stage == "lips":
-            pix, shape = self.rays.lip_square(i) if rect else self.rays.patches(tc.num_rays, tc.patch_px512)
-        else:
-            pix, shape = self.rays.random_pixels(tc.num_rays), None
-        origins, dirs = self.rays.rays(i, pix)
-        bg, target = self.rays.background(i, pix), self.rays.target(i, pix)
-        ci = i if tc.individual_codes else None
+        eyes = [data.eye[j] + (torch.rand((), device=self.device) - 0.5) * 2 * tc.eye_noise for j in frames]
+        codes = m.audio_code(data.audio_ctx[frames])  # [F, dim_aud]
+        pieces, shapes = [], []
+        for j in frames:
+            if stage == "lips":
+                pix, shape = self.rays.lip_square(j) if rect else self.rays.patches(tc.num_rays, tc.patch_px512)
+            else:
+                pix, shape = self.rays.random_pixels(tc.num_rays), None
+            origins, dirs = self.rays.rays(j, pix)
+            pieces.append((origins, dirs, self.rays.background(j, pix), self.rays.target(j, pix),
+                           self.rays.in_face_box(j, pix)))
+            shapes.append(shape)
+        origins, dirs, bg, target, face = (torch.cat(t) for t in zip(*pieces))
+        counts = [p[0].shape[0] for p in pieces]
+        if len(frames) == 1:  # one frame: shared code and eye value (the original's step)
+            code, eye, ci = codes[0], eyes[0], (frames[0] if tc.individual_codes else None)
+        else:  # per ray
+            reps = torch.tensor(counts, device=self.device)
+            code, eye = codes.repeat_interleave(reps, dim=0), torch.stack(eyes).repeat_interleave(reps)
+            ci = torch.tensor(frames, device=self.device).repeat_interleave(reps) if tc.individual_codes else None
         out = render_head_rays(m.head, origins, dirs, bg, code, eye, ci, m.n_steps, m.grid, True, m.t_thresh,
                                m.min_near, use_uncertainty=tc.unc_loss and stage == "head")
-        return out, target, self.rays.in_face_box(i, pix), shape, code, eye
+        return StepRays(out, target, face, code, eye, counts, shapes)
 
     def _lpips(self, pred: Tensor, target: Tensor, shape: tuple[int, ...]) -> Tensor:
         """LPIPS-alex between the rays laid out as images (``shape`` = (B, h, w)), inputs in [-1, 1]."""
