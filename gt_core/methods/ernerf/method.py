@@ -13,8 +13,8 @@ Presets (see ``make_preset``):
 
 * ``paper`` — the original's numbers: 100,000 head + 25,000 lip + 200,000 torso its, 65,536 rays per step (at
   512 px), AdamW lrs 1e-2 / 1e-3, the 128³ occupancy grid, 12-level 64→512 tri-plane hash planes, torso grid to 2048.
-* ``demo`` — 128 px on 2 CPU cores: 600 head + 1,200 lip + 200 torso its, 1,536 rays per step (three frames' lip
-  squares in a lip-square step), 48 lattice steps per ray, a 48³ grid, torso grid to 512, the nets' LR × 10 (1e-2;
+* ``demo`` — 128 px on 2 CPU cores: 600 head + 1,200 lip + 200 torso its, 1,536 rays per step, 48 lattice steps
+  per ray, a 48³ grid, torso grid to 512, the nets' LR × 10 (1e-2;
   the grids keep 1e-2), and one code for all frames (``individual_codes`` off: every training frame uses code 0,
   the one every test frame uses). Each
   is a budget deviation, measured on the demo 10 s cell (test frames; one run per setting; retrieval: mouth_sync 0.89,
@@ -30,12 +30,12 @@ Presets (see ``make_preset``):
     what a code learns of that frame's mouth is in every test frame — a reason to share one code, though these
     single runs do not isolate its effect from the step split. The lip stage's LR cannot be raised instead:
     ``lr_decay_lips`` 0.5 (the lip stage at 0.79 → 0.5 of the base LR) diverged at lip step 18;
-  - three frames' lip squares per lip-square step (``lip_frames`` 3; the original: one frame, whose square at
-    512 px is ~7,700 rays, at 128 px ~600): on the demo 10 s cell (same code otherwise, one run each) LMD 2.57 →
-    2.18, rendered opening std 0.045 → 0.062, mouth_sync 0.82 → 0.82, PSNR 29.50 → 29.51, train 389 → 491 s. Per
-    quartile of the true jaw opening, LMD (retrieval's in brackets) went 2.72 → 2.01 (0.97) on the closed-mouth
-    quarter and 3.56 → 2.91 (2.16) on the widest: with one frame the render kept a half-open mouth with teeth for
-    every frame (regression to the mean), which three frames per step reduce but do not remove;
+  - not adopted: three frames' lip squares per lip-square step (``lip_frames`` 3; at 128 px one square is ~600 rays,
+    a third of the step's budget). On the demo 10 s cell it helped (LMD 2.57 → 2.18, rendered opening std 0.045 →
+    0.062, mouth_sync 0.82 → 0.82, train 389 → 491 s; per quartile of the true jaw opening LMD 2.72 → 2.01 on the
+    closed-mouth quarter and 3.56 → 2.91 on the widest, the floor's 0.97 / 2.16). On real footage it hurt: HDTF
+    Radio2, 6 s, test tail: mouth_sync 0.59 → 0.27 (LMD 4.48 → 4.50, PSNR 23.0 → 23.3, train 662 → 824 s);
+    Ed Markey 0.38 → 0.16 (LMD 3.44 → 3.68). Real clips decide, so ``demo`` keeps the original's one frame;
   - a linear LR warm-up over the first 100 head steps (``lr_warmup_head``; the original has none): without it the
     nets' 1e-2 diverged on a real clip (HDTF Radio2, 6 s): with AdamW's β1 = 0 every weight moves by about the LR
     from the first step, and the AudioNet code's largest value went 0.21 → 0.86 → 68 in steps 4–6, the raw density
@@ -84,7 +84,7 @@ class ERNeRFMethod(Method):
                              torso_levels=12, torso_finest=512.0, checkpoint_every=100, render_chunk=8192),
         "demo": make_preset(600, 1200, 200, num_rays=1536, grid_res=48, n_steps=48, lr_net=1e-2, torso_grid_res=64,
                             torso_levels=12, torso_finest=512.0, individual_codes=False, lr_warmup_head=100,
-                            lip_frames=3, checkpoint_every=200, render_chunk=8192),
+                            checkpoint_every=200, render_chunk=8192),
         "paper": make_preset(100000, 25000, 200000),
     }
     supports_full = True

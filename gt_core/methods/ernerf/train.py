@@ -38,9 +38,10 @@ Deviations (each with its reason):
 * Patch and lip-square sizes scale with the working resolution (``patch_px512`` = 32 at 512 px).
 * ``lip_frames`` (1 = the original): a lip-square step may train on the lip squares of several frames (the stage's
   next ``lip_frames`` frames of its per-epoch permutation), each with its own audio code, eye value and camera, the
-  loss over all their rays. At 512 px one frame's lip square is ~7,700 rays; at 128 px it is ~600, under half the
-  ``demo`` step's 1,536, so one frame per step gave the mouth a third of the supervision the patch steps give the
-  rest of the face (the ``demo`` preset sets 3; its measurement in ``method.py``).
+  loss over all their rays, rendered in one pass (per-ray codes). At 512 px one frame's lip square is ~7,700 rays;
+  at 128 px it is ~600, under half the ``demo`` step's 1,536, so one frame per step gives the mouth a third of the
+  supervision the patch steps give the rest of the face. Measured in ``method.py``: better LMD on the demo subject, worse mouth_sync on real clips, so
+  no preset sets it.
 """
 from __future__ import annotations
 
