@@ -14,11 +14,10 @@ Presets (see ``make_preset``):
 * ``paper`` — the original's numbers: 100,000 head + 25,000 lip + 200,000 torso its, 65,536 rays per step (at
   512 px), AdamW lrs 1e-2 / 1e-3, the 128³ occupancy grid, 12-level 64→512 tri-plane hash planes, torso grid to 2048.
 * ``demo`` — 128 px on 2 CPU cores: 600 head + 1,200 lip + 200 torso its, 1,536 rays per step, 48 lattice steps
-  per ray, a 48³ grid, torso grid to 512, the nets' LR × 10 (1e-2;
-  the grids keep 1e-2), and one code for all frames (``individual_codes`` off: every training frame uses code 0,
-  the one every test frame uses). Each
-  is a budget deviation, measured on the demo 10 s cell (test frames; one run per setting; retrieval: mouth_sync 0.89,
-  LMD 1.91, PSNR 26.4):
+  per ray, a 48³ grid, torso grid to 512, the nets' LR × 10 (1e-2; the grids keep 1e-2), and one code for all frames
+  (``individual_codes`` off: every training frame uses code 0, the one every test frame uses). Each is a budget
+  deviation, measured on the demo 10 s cell (test frames; one run per setting; retrieval: mouth_sync 0.89, LMD 1.91,
+  PSNR 26.4):
 
   - at the original's 1e-3 the audio path stays dead at this budget: after 1,000 steps the audio code's spread over
     frames was 0.03 and the region attention at the mouth 0.02; the rendered mouth did not move (mouth_sync 0.02 at

@@ -40,8 +40,8 @@ Deviations (each with its reason):
   next ``lip_frames`` frames of its per-epoch permutation), each with its own audio code, eye value and camera, the
   loss over all their rays, rendered in one pass (per-ray codes). At 512 px one frame's lip square is ~7,700 rays;
   at 128 px it is ~600, under half the ``demo`` step's 1,536, so one frame per step gives the mouth a third of the
-  supervision the patch steps give the rest of the face. Measured in ``method.py``: better LMD on the demo subject, worse mouth_sync on real clips, so
-  no preset sets it.
+  supervision the patch steps give the rest of the face. Measured in ``method.py``: better LMD on the demo subject,
+  worse mouth_sync on real clips, so no preset sets it.
 """
 from __future__ import annotations
 
@@ -121,6 +121,7 @@ class StepRays(NamedTuple):
     face: Tensor  # [R] bool, inside the frame's face box
     code: Tensor  # [dim_aud] (one frame) or [R, dim_aud]
     eye: Tensor  # [] or [R]
+    code_index: int | Tensor | None  # the individual code(s): an int or None (one frame) or [R]
     counts: list[int]  # rays per frame, in frame order
     shapes: list[tuple[int, int, int] | None]  # per frame: the (B, h, w) layout of its rays (lip stage)
 
@@ -212,7 +213,6 @@ class ERNeRFProgram(Program):
             frames = batch_indices(tc.seed, STAGES.index(stage), it, tc.lip_frames, data.n).tolist()
         step = self._step_rays(stage, frames, rect)
         out, target, face = step.out, step.target, step.face
-        ci = i if tc.individual_codes else None
         terms: dict[str, Any] = {"lpips": None, "unc": None, "smooth": None, "anchor": None}
         mse = ((out.rgb - target) ** 2).mean(dim=-1)  # [R]
         terms["mse"] = float(mse.mean().detach())
@@ -237,12 +237,12 @@ class ERNeRFProgram(Program):
             keep = torch.randperm(out.points.shape[0], device=self.device)[:tc.jitter_points]
             pts, dirs_s = out.points[keep].detach(), out.sample_dirs[keep]
             code_d = step.code.detach()
-            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, step.eye, ci), pts)
+            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, step.eye, step.code_index), pts)
             loss = loss + L.JITTER_WEIGHT * sf * smooth
             terms["smooth"] = float(smooth.detach())
         return loss, terms
 
-    def _step_rays(self, stage: str, frames: list[int], rect: bool) -> "StepRays":
+    def _step_rays(self, stage: str, frames: list[int], rect: bool) -> StepRays:
         """The step's rays of ``frames`` (one frame except in a multi-frame lip-square step) through the head in one
         pass, each ray with its frame's audio code, noisy eye value and individual code."""
         tc, m, data = self.tc, self.model, self.data
@@ -268,7 +268,7 @@ class ERNeRFProgram(Program):
             ci = torch.tensor(frames, device=self.device).repeat_interleave(reps) if tc.individual_codes else None
         out = render_head_rays(m.head, origins, dirs, bg, code, eye, ci, m.n_steps, m.grid, True, m.t_thresh,
                                m.min_near, use_uncertainty=tc.unc_loss and stage == "head")
-        return StepRays(out, target, face, code, eye, counts, shapes)
+        return StepRays(out, target, face, code, eye, ci, counts, shapes)
 
     def _lpips(self, pred: Tensor, target: Tensor, shape: tuple[int, ...]) -> Tensor:
         """LPIPS-alex between the rays laid out as images (``shape`` = (B, h, w)), inputs in [-1, 1]."""
