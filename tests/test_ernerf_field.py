@@ -317,3 +317,33 @@ def test_rays_of_several_frames_in_one_pass_equal_one_pass_per_frame():
         assert torch.allclose(getattr(together, name), expected, atol=1e-6), name
     # the frames differ, so a pass that gave every ray the first frame's values would fail the check above
     assert not torch.allclose(one[0].rgb.mean(0), one[1].rgb.mean(0), atol=1e-4)
+
+
+@pytest.mark.parametrize("world_scale", [1.0, 4.0])
+def test_head_rays_integrate_density_in_ngp_units(monkeypatch, world_scale):
+    """σ is a density per NGP unit (the original's metres × --scale 4): a ray through a constant σ over the whole box
+    has opacity 1 − exp(−σ · chord_in_metres · world_scale)."""
+    from gt_core.methods.ernerf.render import render_head_rays
+
+    head = make_head(world_scale=world_scale).eval()
+    sigma = 3.0
+
+    def constant(points, dirs, audio_code, eye, code_index, use_uncertainty=True):
+        p = points.shape[0]
+        return FieldOutput(torch.full((p,), sigma), torch.full((p, 3), 0.5), torch.zeros(p), torch.zeros(p),
+                           torch.zeros(p))
+
+    monkeypatch.setattr(head, "forward", constant)
+    origins = torch.tensor([[0.0, -0.05, 1.0], [0.01, -0.02, 1.0]])
+    dirs = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]])
+    out = render_head_rays(head, origins, dirs, torch.zeros(2, 3), torch.zeros(32), torch.tensor(0.0), None, 32,
+                           None, False, t_thresh=0.0, use_uncertainty=False)
+    chord = AABB[5] - AABB[2]  # along z, metres
+    expected = 1.0 - math.exp(-sigma * chord * world_scale)
+    assert torch.allclose(out.alpha, torch.full((2,), expected), atol=1e-5), (out.alpha, expected)
+
+
+def test_world_scale_is_validated():
+    for bad in (0.0, -1.0, math.inf):
+        with pytest.raises(ValueError, match="world_scale"):
+            HeadFieldConfig(aabb=AABB, world_scale=bad)

@@ -91,3 +91,72 @@ def test_a_patch_step_stays_on_one_frame(cell):
     seen = record_lip_squares(prog)
     loss, _ = prog.forward("lips", 2)  # even: a patch step
     assert torch.isfinite(loss) and seen == []
+
+
+def record_ray_frames(prog: ERNeRFProgram) -> list[tuple[int, int]]:
+    seen: list[tuple[int, int]] = []
+    rays = prog.rays.rays
+
+    def recording(i: int, idx):
+        seen.append((i, int(idx.shape[0])))
+        return rays(i, idx)
+
+    prog.rays.rays = recording
+    return seen
+
+
+@pytest.mark.parametrize("stage, it", [("head", 1), ("head", 2), ("lips", 2)])  # head 1: with the jitter term
+@pytest.mark.parametrize("frames_per_step", [1, 4])
+def test_a_head_or_patch_step_splits_its_rays_over_frames_per_step_frames(cell, stage, it, frames_per_step):
+    from gt_core.engine.batches import batch_indices
+    from gt_core.methods.ernerf.train import STAGES
+
+    prog = program(cell, frames_per_step=frames_per_step)
+    prog.begin_stage(stage, None)
+    seen = record_ray_frames(prog)
+    loss, terms = prog.forward(stage, it)
+    assert torch.isfinite(loss)
+    assert (terms["smooth"] is not None) == (stage == "head" and it == 1)
+    frames = [f for f, _ in seen]
+    expected = batch_indices(0, STAGES.index(stage), it, frames_per_step, prog.data.n)
+    assert frames == [int(j) for j in expected] and len(set(frames)) == frames_per_step
+    per_frame = prog.tc.num_rays // frames_per_step
+    if stage == "head":
+        assert all(n == per_frame for _, n in seen)
+    else:  # whole patches: at most the frame's share
+        assert all(0 < n <= per_frame for _, n in seen)
+    loss.backward()
+    grads = [p.grad for p in prog.model.head.audio.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_frames_per_step_is_validated():
+    from gt_core.methods.ernerf.train import TrainConfig
+
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="frames_per_step"):
+            TrainConfig(frames_per_step=bad)
+    with pytest.raises(ValueError, match="must not exceed num_rays"):
+        TrainConfig(num_rays=8, frames_per_step=9)
+
+
+def test_the_opacity_term_is_the_head_mask_error_of_the_alpha_added_to_the_loss(cell):
+    from gt_core.methods.ernerf.rays import HEAD_LABEL
+
+    def step(weight):
+        torch.manual_seed(0)
+        prog = program(cell, opacity_weight=weight)
+        prog.begin_stage("head", None)
+        torch.manual_seed(1)
+        loss, terms = prog.forward("head", 2)
+        return prog, float(loss), terms
+
+    _, plain, terms0 = step(0.0)
+    prog, weighted, terms = step(0.5)
+    assert terms0["opacity"] is None and terms["opacity"] > 0
+    assert math.isclose(weighted - plain, 0.5 * terms["opacity"], rel_tol=1e-4, abs_tol=1e-9)
+    # the mask is the segmentation's head label at the rays' pixels
+    pix = torch.arange(prog.data.width * prog.data.height)
+    mask = prog.rays.head_mask(3, pix).view(prog.data.height, prog.data.width)
+    assert torch.equal(mask.bool(), torch.from_numpy(cell.train.labels[3] == HEAD_LABEL))
+    assert 0 < float(mask.mean()) < 1

@@ -31,7 +31,7 @@ ALPHA_CLAMP = 1e-5  # weights_sum clamped to [1e-5, 1 − 1e-5], U:840
 ENTROPY_WEIGHT = 1e-4  # U:842
 LAMBDA_AMB = 1e-4  # --lambda_amb, M:45; scaled by sf, U:849
 MAX_STEPS = 16  # --max_steps, M:34; divides the eye sum, U:854
-JITTER_EPS = 1e-3  # points jittered by U(−1e-3, 1e-3), U:862
+JITTER_EPS = 1e-3  # points jittered by U(−1e-3, 1e-3), U:862 (metres here; the original: NGP units, 1/4 m)
 JITTER_WEIGHT = 1e-5  # times sf, U:867
 JITTER_INTERVAL = 16  # applied when global_step % 16 == 0, U:860
 JITTER_TERMS = ("uncertainty", "ambient_aud", "ambient_eye")  # U:869-874 (each behind its loss flag, all on by default)

@@ -14,8 +14,9 @@ Presets (see ``make_preset``):
 * ``paper`` — the original's numbers: 100,000 head + 25,000 lip + 200,000 torso its, 65,536 rays per step (at
   512 px), AdamW lrs 1e-2 / 1e-3, the 128³ occupancy grid, 12-level 64→512 tri-plane hash planes, torso grid to 2048.
 * ``demo`` — 128 px on 2 CPU cores: 600 head + 1,200 lip + 200 torso its, 1,536 rays per step, 48 lattice steps
-  per ray, a 48³ grid, torso grid to 512, the nets' LR × 10 (1e-2; the grids keep 1e-2), and one code for all frames
-  (``individual_codes`` off: every training frame uses code 0, the one every test frame uses). Each is a budget
+  per ray, a 48³ grid, torso grid to 512, the nets' LR × 10 (1e-2; the grids keep 1e-2), one code for all frames
+  (``individual_codes`` off: every training frame uses code 0, the one every test frame uses), and each head / patch
+  step's rays spread over 4 frames (``frames_per_step`` 4). Each is a budget
   deviation, measured on the demo 10 s cell (test frames; one run per setting; retrieval: mouth_sync 0.89, LMD 1.91,
   PSNR 26.4):
 
@@ -35,6 +36,20 @@ Presets (see ``make_preset``):
     closed-mouth quarter and 3.56 → 2.91 on the widest, the floor's 0.97 / 2.16). On real footage it hurt: HDTF
     Radio2, 6 s, test tail: mouth_sync 0.59 → 0.27 (LMD 4.48 → 4.50, PSNR 23.0 → 23.3, train 662 → 824 s);
     Ed Markey 0.38 → 0.16 (LMD 3.44 → 3.68). Real clips decide, so ``demo`` keeps the original's one frame;
+  - ``frames_per_step`` 4 (12-02, before the σ-unit fix below): LMD 2.57 → 2.46, PSNR 29.50 → 29.84, mouth_sync
+    0.82 → 0.82, rendered opening std 0.045 → 0.053, train 389 → 336 s (the two runs on different machines);
+  - the σ unit (12-02, a fidelity fix in every preset, field.py deviation 1): with ``frames_per_step`` 4, LMD 2.46 →
+    2.20, mouth_sync 0.82 → 0.90 (the floor: 0.90), opening std 0.053 → 0.060, PSNR 29.84 → 30.11, train 336 → 302 s;
+  - not adopted: ``opacity_weight`` 0.01 (α pulled to the head mask). At this budget the trained head is half
+    transparent (median opacity 0.50 on a training frame's head pixels, tenth percentile 0.17; the plate shows
+    through). With the term it became opaque (median 0.998, tenth
+    percentile 0.94), PSNR 30.11 → 30.49, but LMD 2.20 → 2.18 and opening std 0.060 → 0.061 did not move and train
+    rose 302 → 349 s: transparency was not why the mouth regresses to its mean. Also measured on the 10 s cell: the
+    trained mouth regresses on *training* frames too (60 training frames rendered: opening std 0.040 vs the real
+    0.067, LMD 2.07), while a linear read-out of the audio code predicts the real opening with R² 0.92 (train) /
+    0.83 (test): the code carries the mouth, the field does not yet render it at this budget. More lip steps at a
+    higher lip LR (400 + 1,600 its, ``lr_decay_lips`` 0.1, a 100-step lip warm-up; without the warm-up NaN at lip step
+    6) gave LMD 2.47 and opening std 0.045: no better;
   - a linear LR warm-up over the first 100 head steps (``lr_warmup_head``; the original has none): without it the
     nets' 1e-2 diverged on a real clip (HDTF Radio2, 6 s): with AdamW's β1 = 0 every weight moves by about the LR
     from the first step, and the AudioNet code's largest value went 0.21 → 0.86 → 68 in steps 4–6, the raw density
@@ -83,6 +98,7 @@ class ERNeRFMethod(Method):
                              torso_levels=12, torso_finest=512.0, checkpoint_every=100, render_chunk=8192),
         "demo": make_preset(600, 1200, 200, num_rays=1536, grid_res=48, n_steps=48, lr_net=1e-2, torso_grid_res=64,
                             torso_levels=12, torso_finest=512.0, individual_codes=False, lr_warmup_head=100,
+                            frames_per_step=4,
                             checkpoint_every=200, render_chunk=8192),
         "paper": make_preset(100000, 25000, 200000),
     }

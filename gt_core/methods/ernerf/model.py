@@ -37,6 +37,7 @@ class ModelConfig:
     density_thresh: float = 10.0  # occupancy threshold min(mean σ, this)
     t_thresh: float = 1e-4  # early termination
     min_near: float = 0.0
+    world_scale: float = 4.0  # ray distances in the original's NGP units: metres × its --scale 4 (the field's σ unit)
     torso_finest: float = 2048.0  # torso grid: 16 levels × 2, base 16, up to this, table 2^16 (tiled)
     torso_levels: int = 16
     torso_grid_res: int = 128
@@ -61,7 +62,8 @@ class ERNeRFModel(nn.Module):
         self.head = ERNeRFHead(HeadFieldConfig(aabb=aabb, n_levels=mcfg.n_levels,
                                                base_resolution=mcfg.base_resolution,
                                                finest_resolution=mcfg.finest_resolution,
-                                               log2_hashmap_size=mcfg.log2_hashmap_size, n_codes=n_codes), audio_dim)
+                                               log2_hashmap_size=mcfg.log2_hashmap_size, n_codes=n_codes,
+                                               world_scale=mcfg.world_scale), audio_dim)
         self.grid = OccupancyGrid(aabb, res=mcfg.grid_res, density_thresh=mcfg.density_thresh)
         torso_grid = HashGridConfig(n_dims=2, n_levels=mcfg.torso_levels, features_per_level=2, log2_hashmap_size=16,
                                     base_resolution=16, finest_resolution=mcfg.torso_finest, grid_type="tiled")

@@ -11,6 +11,8 @@ from gt_core.engine.frames import FrameData
 from gt_core.methods.ernerf.torso import torso_pixel_coords
 from gt_core.render.rays import camera_rays
 
+HEAD_LABEL = 2  # FrameSet.labels: 0 background / 1 torso+neck / 2 head
+
 
 class FrameRays:
     """Flat pixel indices ``k = row·W + col`` of a frame set → rays, targets, backgrounds, face-box flags."""
@@ -21,6 +23,7 @@ class FrameRays:
         fs = getattr(cell, which)
         self.face_boxes = torch.from_numpy(fs.face_boxes).to(self.device)  # [N, 4] x0 y0 x1 y1
         self.mouth_boxes = torch.from_numpy(fs.mouth_boxes).to(self.device)  # [N, 4]
+        self.head_masks = torch.from_numpy(np.ascontiguousarray(fs.labels == HEAD_LABEL)).to(self.device)  # [N,H,W]
         self.coords = torso_pixel_coords(self.height, self.width, self.device)  # [H·W, 2] (row, col) in [-1, 1]
         self.plate_px = torch.from_numpy(np.ascontiguousarray(cell.plate)).to(self.device).reshape(-1, 3)  # u8
 
@@ -63,6 +66,10 @@ class FrameRays:
 
     def target(self, i: int, idx: Tensor) -> Tensor:
         return self._take(self.data.targets, i, idx)
+
+    def head_mask(self, i: int, idx: Tensor) -> Tensor:
+        """``[n]`` float: 1 where the pixel is the head's (the segmentation's head label), else 0."""
+        return self.head_masks[i].reshape(-1)[idx].float()
 
     def plate(self, idx: Tensor) -> Tensor:
         return self.plate_px[idx].float() / 255.0

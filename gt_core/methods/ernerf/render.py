@@ -49,8 +49,8 @@ def render_head_rays(head: ERNeRFHead, origins: Tensor, dirs: Tensor, background
                _to_samples(code_index, 1, r, s.ray_ids), use_uncertainty)
     channels = torch.cat([out.rgb, out.uncertainty[:, None]], dim=1)  # [S, 4]
     bg = torch.cat([background, background.new_zeros(r, 1)], dim=1)  # [R, 4]
-    comp = composite(out.sigma, channels, s.deltas.to(channels.dtype), s.ray_ids, bg.to(channels.dtype), t_thresh,
-                     ts=s.t)
+    deltas = (s.deltas * head.cfg.world_scale).to(channels.dtype)  # metres -> the original's NGP units (σ's unit)
+    comp = composite(out.sigma, channels, deltas, s.ray_ids, bg.to(channels.dtype), t_thresh, ts=s.t)
     return HeadRays(comp.colour[:, :3], comp.alpha, comp.colour[:, 3], ray_sums(out.ambient_aud, s.ray_ids, r),
                     ray_sums(out.ambient_eye, s.ray_ids, r), s.points, sample_dirs)
 

@@ -42,6 +42,14 @@ Deviations (each with its reason):
   at 128 px it is ~600, under half the ``demo`` step's 1,536, so one frame per step gives the mouth a third of the
   supervision the patch steps give the rest of the face. Measured in ``method.py``: better LMD on the demo subject,
   worse mouth_sync on real clips, so no preset sets it.
+* ``frames_per_step`` (1 = the original): a head step or a lip-stage patch step splits its ``num_rays`` evenly over
+  that many frames (the stage's per-epoch permutation, as ``lip_frames``), rendered in one pass with per-ray codes.
+  The original's step takes 65,536 rays of one frame; with AdamW's β1 = 0 each update is then that one frame's
+  audio code's gradient alone, which a 100,000-step run averages out and a 600-step one does not. The jitter term
+  is evaluated with the first frame's values: the outputs it smooths (uncertainty, ambient) do not depend on them.
+* ``opacity_weight`` (0 = the original: no such term): head and lip steps may add ``w · mean((α − m)²)`` with ``m``
+  the ray's pixel in the segmentation's head label, for budgets too short for the alpha entropy to make the head
+  opaque. Measured in ``method.py``; no preset sets it.
 """
 from __future__ import annotations
 
@@ -94,6 +102,7 @@ class TrainConfig:
     lr_decay_torso: float = 0.5
     eye_noise: float = 0.05  # ± uniform noise on the eye value in training
     unc_loss: bool = True
+    opacity_weight: float = 0.0  # head and lip stages: + this · mean((α − head mask)²) (0 = the original: none)
     lpips_rect: float = 0.01
     lpips_patch: float = 0.1
     extra_interval: int = 16  # occupancy / torso-occupancy refresh and the jitter regulariser
@@ -101,12 +110,18 @@ class TrainConfig:
     audio_normalisation: str = "auto"
     individual_codes: bool = True  # frame i trains with code i (the original); False: code 0 throughout
     lip_frames: int = 1  # frames whose lip squares one lip-square step trains on (1 = the original)
+    frames_per_step: int = 1  # frames a head / patch step splits its num_rays over (1 = the original)
     checkpoint_every: int = 1000
     render_chunk: int = 8192
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lip_frames, int) or isinstance(self.lip_frames, bool) or self.lip_frames < 1:
-            raise ValueError(f"TrainConfig.lip_frames must be an int >= 1, got {self.lip_frames!r}")
+        for name in ("lip_frames", "frames_per_step"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
+        if self.frames_per_step > self.num_rays:
+            raise ValueError(f"TrainConfig.frames_per_step ({self.frames_per_step}) must not exceed num_rays "
+                             f"({self.num_rays})")
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "TrainConfig":
@@ -119,6 +134,7 @@ class StepRays(NamedTuple):
     out: HeadRays
     target: Tensor  # [R, 3]
     face: Tensor  # [R] bool, inside the frame's face box
+    head_mask: Tensor  # [R] float, 1 on the frame's head pixels
     code: Tensor  # [dim_aud] (one frame) or [R, dim_aud]
     eye: Tensor  # [] or [R]
     code_index: int | Tensor | None  # the individual code(s): an int or None (one frame) or [R]
@@ -132,7 +148,7 @@ class ERNeRFProgram(Program):
     name = "ernerf"
     format = FORMAT
     stages = STAGES
-    log_fields = ("mse", "unc", "lpips", "entropy", "amb_aud", "amb_eye", "smooth", "anchor", "lr_mult",
+    log_fields = ("mse", "unc", "lpips", "entropy", "amb_aud", "amb_eye", "smooth", "anchor", "opacity", "lr_mult",
                   "occupied")
 
     def __init__(self, cell: CellData, cfg: dict[str, Any], device: torch.device):
@@ -208,12 +224,13 @@ class ERNeRFProgram(Program):
         if stage == "torso":
             return self._torso_loss(i)
         rect = stage == "lips" and it % 2 == 1
+        n_frames = tc.lip_frames if rect else tc.frames_per_step
         frames = [i]
-        if rect and tc.lip_frames > 1:
-            frames = batch_indices(tc.seed, STAGES.index(stage), it, tc.lip_frames, data.n).tolist()
+        if n_frames > 1:
+            frames = batch_indices(tc.seed, STAGES.index(stage), it, n_frames, data.n).tolist()
         step = self._step_rays(stage, frames, rect)
         out, target, face = step.out, step.target, step.face
-        terms: dict[str, Any] = {"lpips": None, "unc": None, "smooth": None, "anchor": None}
+        terms: dict[str, Any] = {"lpips": None, "unc": None, "smooth": None, "anchor": None, "opacity": None}
         mse = ((out.rgb - target) ** 2).mean(dim=-1)  # [R]
         terms["mse"] = float(mse.mean().detach())
         if stage == "head" and tc.unc_loss:
@@ -229,6 +246,10 @@ class ERNeRFProgram(Program):
             lp = torch.stack([self._lpips(o, t, sh) for o, t, sh in zip(rgbs, targets, step.shapes)]).mean()
             loss = loss + (tc.lpips_rect if rect else tc.lpips_patch) * lp
             terms["lpips"] = float(lp.detach())
+        if tc.opacity_weight > 0:
+            opacity = ((out.alpha - step.head_mask) ** 2).mean()
+            loss = loss + tc.opacity_weight * opacity
+            terms["opacity"] = float(opacity.detach())
         entropy = L.alpha_entropy(out.alpha)
         aud, eye_term = L.ambient_penalties(out.ambient_aud, out.ambient_eye, face, sf, m.n_steps)
         loss = loss + L.ENTROPY_WEIGHT * entropy + aud + eye_term
@@ -236,29 +257,32 @@ class ERNeRFProgram(Program):
         if stage == "head" and (it - 1) % tc.extra_interval == 0 and out.points.shape[0] > 0:
             keep = torch.randperm(out.points.shape[0], device=self.device)[:tc.jitter_points]
             pts, dirs_s = out.points[keep].detach(), out.sample_dirs[keep]
-            code_d = step.code.detach()
-            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, step.eye, step.code_index), pts)
+            code_d, eye, ci = step.code.detach(), step.eye, step.code_index
+            if len(step.counts) > 1:  # per-ray values; the jittered outputs (uncertainty, ambient) do not depend on
+                code_d, eye, ci = code_d[0], eye[0], (None if ci is None else ci[0])  # them: the first ray's
+            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, eye, ci), pts)
             loss = loss + L.JITTER_WEIGHT * sf * smooth
             terms["smooth"] = float(smooth.detach())
         return loss, terms
 
     def _step_rays(self, stage: str, frames: list[int], rect: bool) -> StepRays:
-        """The step's rays of ``frames`` (one frame except in a multi-frame lip-square step) through the head in one
-        pass, each ray with its frame's audio code, noisy eye value and individual code."""
+        """The step's rays of ``frames`` (one frame unless ``lip_frames`` / ``frames_per_step`` > 1) through the head
+        in one pass, each ray with its frame's audio code, noisy eye value and individual code."""
         tc, m, data = self.tc, self.model, self.data
         eyes = [data.eye[j] + (torch.rand((), device=self.device) - 0.5) * 2 * tc.eye_noise for j in frames]
         codes = m.audio_code(data.audio_ctx[frames])  # [F, dim_aud]
         pieces, shapes = [], []
+        per_frame = tc.num_rays // len(frames)  # head and patch steps split the step's rays over the frames
         for j in frames:
             if stage == "lips":
-                pix, shape = self.rays.lip_square(j) if rect else self.rays.patches(tc.num_rays, tc.patch_px512)
+                pix, shape = self.rays.lip_square(j) if rect else self.rays.patches(per_frame, tc.patch_px512)
             else:
-                pix, shape = self.rays.random_pixels(tc.num_rays), None
+                pix, shape = self.rays.random_pixels(per_frame), None
             origins, dirs = self.rays.rays(j, pix)
             pieces.append((origins, dirs, self.rays.background(j, pix), self.rays.target(j, pix),
-                           self.rays.in_face_box(j, pix)))
+                           self.rays.in_face_box(j, pix), self.rays.head_mask(j, pix)))
             shapes.append(shape)
-        origins, dirs, bg, target, face = (torch.cat(t) for t in zip(*pieces))
+        origins, dirs, bg, target, face, head_mask = (torch.cat(t) for t in zip(*pieces))
         counts = [p[0].shape[0] for p in pieces]
         if len(frames) == 1:  # one frame: shared code and eye value (the original's step)
             code, eye, ci = codes[0], eyes[0], (frames[0] if tc.individual_codes else None)
@@ -268,7 +292,7 @@ class ERNeRFProgram(Program):
             ci = torch.tensor(frames, device=self.device).repeat_interleave(reps) if tc.individual_codes else None
         out = render_head_rays(m.head, origins, dirs, bg, code, eye, ci, m.n_steps, m.grid, True, m.t_thresh,
                                m.min_near, use_uncertainty=tc.unc_loss and stage == "head")
-        return StepRays(out, target, face, code, eye, ci, counts, shapes)
+        return StepRays(out, target, face, head_mask, code, eye, ci, counts, shapes)
 
     def _lpips(self, pred: Tensor, target: Tensor, shape: tuple[int, ...]) -> Tensor:
         """LPIPS-alex between the rays laid out as images (``shape`` = (B, h, w)), inputs in [-1, 1]."""
@@ -290,7 +314,8 @@ class ERNeRFProgram(Program):
         mse = ((pred - target) ** 2).mean()
         anchor = anchor_loss(m.torso)
         return mse + anchor, {"mse": float(mse.detach()), "anchor": float(anchor.detach()), "lpips": None,
-                              "unc": None, "smooth": None, "entropy": None, "amb_aud": None, "amb_eye": None}
+                              "unc": None, "smooth": None, "entropy": None, "amb_aud": None, "amb_eye": None,
+                              "opacity": None}
 
     @torch.no_grad()
     def _refresh_grids(self, stage: str) -> None:
