@@ -141,7 +141,7 @@ def test_frames_per_step_is_validated():
 
 
 def test_the_opacity_term_is_the_head_mask_error_of_the_alpha_added_to_the_loss(cell):
-    from gt_core.methods.ernerf.rays import HEAD_LABEL
+    from gt_core.data.cell import LABEL_HEAD
 
     def step(weight):
         torch.manual_seed(0)
@@ -158,5 +158,5 @@ def test_the_opacity_term_is_the_head_mask_error_of_the_alpha_added_to_the_loss(
     # the mask is the segmentation's head label at the rays' pixels
     pix = torch.arange(prog.data.width * prog.data.height)
     mask = prog.rays.head_mask(3, pix).view(prog.data.height, prog.data.width)
-    assert torch.equal(mask.bool(), torch.from_numpy(cell.train.labels[3] == HEAD_LABEL))
+    assert torch.equal(mask.bool(), torch.from_numpy(cell.train.labels[3] == LABEL_HEAD))
     assert 0 < float(mask.mean()) < 1

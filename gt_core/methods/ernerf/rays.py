@@ -6,12 +6,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gt_core.data.cell import CellData
+from gt_core.data.cell import LABEL_HEAD, CellData
 from gt_core.engine.frames import FrameData
 from gt_core.methods.ernerf.torso import torso_pixel_coords
 from gt_core.render.rays import camera_rays
-
-HEAD_LABEL = 2  # FrameSet.labels: 0 background / 1 torso+neck / 2 head
 
 
 class FrameRays:
@@ -23,7 +21,7 @@ class FrameRays:
         fs = getattr(cell, which)
         self.face_boxes = torch.from_numpy(fs.face_boxes).to(self.device)  # [N, 4] x0 y0 x1 y1
         self.mouth_boxes = torch.from_numpy(fs.mouth_boxes).to(self.device)  # [N, 4]
-        self.head_masks = torch.from_numpy(np.ascontiguousarray(fs.labels == HEAD_LABEL)).to(self.device)  # [N,H,W]
+        self.head_masks = torch.from_numpy(np.ascontiguousarray(fs.labels == LABEL_HEAD)).to(self.device)  # [N,H,W]
         self.coords = torso_pixel_coords(self.height, self.width, self.device)  # [H·W, 2] (row, col) in [-1, 1]
         self.plate_px = torch.from_numpy(np.ascontiguousarray(cell.plate)).to(self.device).reshape(-1, 3)  # u8
 
