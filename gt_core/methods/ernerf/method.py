@@ -54,8 +54,8 @@ Presets (see ``make_preset``):
     (``lr_decay_lips`` 0.01) left it in place (LMD 2.22, mouth_sync 0.91, opening std 0.064, PSNR 30.12, train
     332 s); two frames' lip squares per lip-square step (``lip_frames`` 2) gave LMD 2.06, mouth_sync 0.90, opening
     std 0.058, PSNR 30.35, but train 381 s, past the 6-minute budget (with 1,000 lip its: LMD 2.02, mouth_sync
-    0.93, train 366 s on the machine where the ``lr_decay_lips`` run took 332 s), and ``lip_frames`` 3 cost mouth_sync on real
-    clips (above), so neither is adopted;
+    0.93, train 366 s on the machine where the ``lr_decay_lips`` run took 332 s), and ``lip_frames`` 3 cost
+    mouth_sync on real clips (above), so neither is adopted;
   - a linear LR warm-up over the first 100 head steps (``lr_warmup_head``; the original has none): without it the
     nets' 1e-2 diverged on a real clip (HDTF Radio2, 6 s): with AdamW's β1 = 0 every weight moves by about the LR
     from the first step, and the AudioNet code's largest value went 0.21 → 0.86 → 68 in steps 4–6, the raw density
