@@ -61,10 +61,15 @@ def grow_to(model, opt, n_target: int, seed: int = 0) -> None:
         model.xyz[n:] += torch.randn(n_target - n, 3, generator=g).to(model.xyz) * model.scaling[n:].exp()
 
 
-def time_steps(program, stage: str, steps: int, device) -> float:
-    """Median ms of one engine step (``forward`` + ``update``) of ``program`` in ``stage``, after 3 warm-up steps."""
+def time_steps(program, stage: str, steps: int, device, parity: int | None = None, skip_refresh: int = 0) -> float:
+    """Median ms of one engine step (``forward`` + ``update``) of ``program`` in ``stage``, after 3 warm-up steps;
+    ``parity`` 0 / 1: only the even / odd steps count (ER-NeRF's lip stage alternates patches and lip squares);
+    ``skip_refresh`` k > 0: steps ``it`` with ``(it - 1) % k == 0`` (ER-NeRF's grid refreshes) are not timed."""
     times = []
     for it in range(1, steps + 4):
+        if skip_refresh and (it - 1) % skip_refresh == 0:
+            program.forward(stage, it)  # the refresh step: run, not timed
+            continue
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
@@ -72,7 +77,7 @@ def time_steps(program, stage: str, steps: int, device) -> float:
         program.update(stage, it, loss)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if it > 3:
+        if it > 3 and (parity is None or it % 2 == parity):
             times.append(time.perf_counter() - t0)
     return 1000 * statistics.median(times)
 
@@ -85,6 +90,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cell", type=Path, default=None, help="a built cell directory instead of the synthetic cell")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--ernerf-checkpoint", type=Path, default=None,
+                    help="a trained ER-NeRF checkpoint.pt of --cell: time its steps at the trained density")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -133,26 +140,37 @@ def main() -> None:
           f"(ratio to canonical: {ms_d / ms_c1:.2f}x)")
     print(f"render           @ {model.n_points:6d} Gaussians: {fps:8.1f} FPS  (batch {tc.render_batch}, "
           f"{1000 / fps:.1f} ms/frame)")
-    ernerf_section(cell, args.preset, args.steps, device, ms_d, fps)
+    ernerf_section(cell, args.preset, args.steps, device, ms_d, fps, args.ernerf_checkpoint)
     print(f"gaussiantalker projected train time: {tc.iterations_canonical} x {0.5 * (ms_c0 + ms_c1):.1f} ms + "
           f"{tc.iterations_deform} x {ms_d:.1f} ms = {projected:.0f} s; "
           f"ratio to the {TARGET_S:.0f} s demo target: {projected / TARGET_S:.2f}")
 
 
-def ernerf_section(cell, preset: str, steps: int, device, gt_deform_ms: float, gt_fps: float) -> None:
+def ernerf_section(cell, preset: str, steps: int, device, gt_deform_ms: float, gt_fps: float,
+                   checkpoint: Path | None = None) -> None:
     """ER-NeRF's engine step per stage (head, lips — alternating lip square / patches — and torso) and its render
-    FPS (head + torso, every test pixel), at ``preset``, on the same cell."""
+    FPS (head + torso, every test pixel), at ``preset``, on the same cell; from ``checkpoint`` (trained) if given."""
     from gt_core.methods.ernerf import train as ET
     from gt_core.methods.ernerf.method import ERNeRFMethod
 
     cfg = {**ERNeRFMethod.presets[preset], "seed": 0}
     program = ET.ERNeRFProgram(cell, cfg, device)
     torch.manual_seed(0)
-    program.start()
+    if checkpoint is None:
+        program.start()
+    else:
+        program.restore(torch.load(checkpoint, map_location=device, weights_only=False))
+    kinds = {"head": ("head", None), "lip square": ("lips", 1), "lip patches": ("lips", 0), "torso": ("torso", None)}
     ms = {}
-    for stage in ET.STAGES:
+    for kind, (stage, parity) in kinds.items():
         program.begin_stage(stage, None)
-        ms[stage] = time_steps(program, stage, steps, device)
+        ms[kind] = time_steps(program, stage, steps, device, parity, skip_refresh=program.tc.extra_interval)
+    refresh = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        program._refresh_grids("head")
+        refresh.append(1000 * (time.perf_counter() - t0))
+    refresh_ms = statistics.median(refresh)
     program.model.eval()
     import tempfile
 
@@ -162,12 +180,18 @@ def ernerf_section(cell, preset: str, steps: int, device, gt_deform_ms: float, g
                     "train_config": cfg}, path)
         renders = ERNeRFMethod().render(path, cell, device)
     tc = program.tc
-    projected = sum(ms[s] * program.iterations(s) for s in ET.STAGES) / 1000
+    its = {kind: program.iterations(stage) / (1 if parity is None else 2) for kind, (stage, parity) in kinds.items()}
+    n_refresh = (program.tc.iterations_head + program.tc.iterations_lips) // program.tc.extra_interval
+    projected = (sum(ms[kind] * its[kind] for kind in kinds) + n_refresh * refresh_ms) / 1000
     print(f"ernerf preset {preset}: {tc.num_rays} rays/step, {program.model.n_steps} lattice steps/ray, "
           f"grid {program.model.mcfg.grid_res}^3")
-    for stage in ET.STAGES:
-        print(f"{stage:5s} step: {ms[stage]:8.1f} ms   (ratio to gaussiantalker's deform step: "
-              f"{ms[stage] / gt_deform_ms:.2f}x)")
+    print(f"ernerf weights: {checkpoint or 'initial (untrained: low density, few rays terminate)'}")
+    for kind in kinds:
+        print(f"{kind:11s} step: {ms[kind]:8.1f} ms   (ratio to gaussiantalker's deform step: "
+              f"{ms[kind] / gt_deform_ms:.2f}x)")
+    print(f"grid refresh ({program.model.mcfg.grid_res}^3 density queries, every {program.tc.extra_interval} head / "
+          f"lip steps): {refresh_ms:8.1f} ms = {n_refresh * refresh_ms / 1000:.0f} s of a cell "
+          f"({n_refresh * refresh_ms / 1000 / projected:.0%} of the projected train time)")
     print(f"render (head + full, {cell.width}x{cell.height}): {renders.fps:8.2f} FPS   (ratio to gaussiantalker's: "
           f"{renders.fps / gt_fps:.3f}x)")
     print(f"projected train time: {projected:.0f} s; ratio to the 360 s demo target: {projected / 360:.2f}")

@@ -319,6 +319,34 @@ def test_rays_of_several_frames_in_one_pass_equal_one_pass_per_frame():
     assert not torch.allclose(one[0].rgb.mean(0), one[1].rgb.mean(0), atol=1e-4)
 
 
+def test_head_ray_ambient_sums_stop_at_the_termination():
+    """The original's training kernel adds a sample's ambient outputs inside the compositing loop that breaks once
+    T < T_thresh: a ray's ambient sums must cover its samples up to the termination, not every sample."""
+    from gt_core.methods.ernerf.render import render_head_rays
+    from gt_core.render.rays import ray_aabb
+    from gt_core.render.volume import live_samples, sample_along_rays
+
+    head = make_head(world_scale=200.0).train()  # a dense field at init, so most rays terminate inside the box
+    g = torch.Generator().manual_seed(6)
+    n = 40
+    origins = torch.tensor([0.0, -0.05, 1.0]).expand(n, 3) + 0.05 * torch.randn(n, 3, generator=g)
+    dirs = torch.tensor([0.0, 0.0, -1.0]) + 0.05 * torch.randn(n, 3, generator=g)
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    bg, code, eye = torch.rand(n, 3, generator=g), torch.randn(32, generator=g), torch.tensor(0.3)
+    out = render_head_rays(head, origins, dirs, bg, code, eye, 3, 32, None, False, 1e-4)
+    # the reference from the same (unjittered) lattice: the field at every sample, summed over the live ones only
+    near, far, _ = ray_aabb(origins, dirs, head.cfg.aabb)
+    samples = sample_along_rays(near, far, 32, origins=origins, dirs=dirs)
+    with torch.no_grad():
+        per = head(samples.points, dirs[samples.ray_ids], code, eye, 3)
+    live = live_samples(per.sigma, samples.deltas * head.cfg.world_scale, samples.ray_ids, n, 1e-4)
+    assert 0 < int(live.sum()) < 0.7 * live.numel()  # most samples lie after their ray's termination
+    expected = torch.zeros(n).index_add(0, samples.ray_ids, per.ambient_aud * live)
+    everything = torch.zeros(n).index_add(0, samples.ray_ids, per.ambient_aud)
+    assert torch.allclose(out.ambient_aud.detach(), expected, atol=1e-5)
+    assert not torch.allclose(out.ambient_aud.detach(), everything, atol=1e-3)
+
+
 @pytest.mark.parametrize("world_scale", [1.0, 4.0])
 def test_head_rays_integrate_density_in_ngp_units(monkeypatch, world_scale):
     """σ is a density per NGP unit (the original's metres × --scale 4): a ray through a constant σ over the whole box

@@ -8,7 +8,7 @@ import torch
 
 from gt_core.render.cameras import Camera
 from gt_core.render.rays import camera_rays, ray_aabb
-from gt_core.render.volume import OccupancyGrid, composite, render_rays, sample_along_rays
+from gt_core.render.volume import OccupancyGrid, composite, live_samples, render_rays, sample_along_rays
 
 BOX = [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
 
@@ -155,6 +155,36 @@ def test_early_termination_equals_truncated_render():
     assert (no_stop.colour[0] - full.colour[0]).abs().min() > 1e-3  # the bright sample would have shown
     full.colour.sum().backward()
     assert sig.grad[1] == 0 and (rgb.grad[1] == 0).all() and rgb.grad[0].abs().sum() > 0
+
+
+def test_live_samples_are_the_composited_prefix_and_pruning_keeps_render_and_gradients():
+    g = torch.Generator().manual_seed(4)
+    n_rays, per_ray, thresh = 6, 12, 1e-3
+    ids = torch.arange(n_rays).repeat_interleave(per_ray)
+    sig = (torch.rand(n_rays * per_ray, generator=g, dtype=torch.float64) * 3).requires_grad_()
+    rgb = torch.rand(n_rays * per_ray, 3, generator=g, dtype=torch.float64).requires_grad_()
+    dl = torch.rand(n_rays * per_ray, generator=g, dtype=torch.float64) + 0.2
+    ts, bg = torch.cumsum(dl, 0), torch.rand(n_rays, 3, generator=g, dtype=torch.float64)
+    live = live_samples(sig, dl, ids, n_rays, thresh)
+    expected = []  # dense reference: walk each ray, keep a sample iff its incoming T >= thresh
+    for r in range(n_rays):
+        T = 1.0
+        for k in range(r * per_ray, (r + 1) * per_ray):
+            expected.append(T >= thresh)
+            T *= math.exp(-float(sig[k] * dl[k]))
+    assert live.tolist() == expected
+    assert 0 < int(live.sum()) < live.numel()  # some rays terminate, so the check below is not vacuous
+    full = composite(sig, rgb, dl, ids, bg, thresh, ts=ts)
+    keep = live.nonzero().squeeze(-1)
+    pruned = composite(sig[keep], rgb[keep], dl[keep], ids[keep], bg, thresh, ts=ts[keep])
+    for a, b in zip(full, pruned):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    grads_full = torch.autograd.grad(full.colour.sum() + full.depth.sum(), (sig, rgb))
+    grads_pruned = torch.autograd.grad(pruned.colour.sum() + pruned.depth.sum(), (sig, rgb))
+    for a, b in zip(grads_full, grads_pruned):
+        assert torch.allclose(a[keep], b[keep], rtol=0, atol=1e-12) and bool((a[~live] == 0).all())
+        assert bool((b[~live] == 0).all())
+    assert bool(live_samples(sig, dl, ids, n_rays, 0.0).all())  # no termination: every sample lives
 
 
 def test_gradients_flow():

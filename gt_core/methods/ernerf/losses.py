@@ -121,7 +121,8 @@ def ambient_penalties(amb_aud: Tensor, amb_eye: Tensor, face_mask: Tensor, step_
 def ray_sums(values: Tensor, ray_ids: Tensor, n_rays: int) -> Tensor:
     """Unweighted per-ray sums of packed per-sample values: ``out[r] = Σ_{s: ray_ids[s] = r} values[s]`` → ``[R]``.
 
-    This is how the original composites the ambient outputs (RM:1942-1943, 2212-2213): plain sums, no ``w``.
+    This is how the original composites the ambient outputs (RM:1942-1943, 2212-2213): plain sums, no ``w``, over
+    the samples up to the ray's termination (the caller masks the others; ``render_head_rays``).
     """
     assert values.ndim == 1 and ray_ids.shape == values.shape, (tuple(values.shape), tuple(ray_ids.shape))
     assert ray_ids.dtype == torch.int64, ray_ids.dtype

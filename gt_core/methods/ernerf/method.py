@@ -15,8 +15,9 @@ Presets (see ``make_preset``):
   512 px), AdamW lrs 1e-2 / 1e-3, the 128³ occupancy grid, 12-level 64→512 tri-plane hash planes, torso grid to 2048.
 * ``demo`` — 128 px on 2 CPU cores: 600 head + 1,200 lip + 200 torso its, 1,536 rays per step, 48 lattice steps
   per ray, a 48³ grid, torso grid to 512, the nets' LR × 10 (1e-2; the grids keep 1e-2), one code for all frames
-  (``individual_codes`` off: every training frame uses code 0, the one every test frame uses), and each head / patch
-  step's rays spread over 4 frames (``frames_per_step`` 4). Each is a budget
+  (``individual_codes`` off: every training frame uses code 0, the one every test frame uses), each head / patch
+  step's rays spread over 4 frames (``frames_per_step`` 4), and two frames' lip squares per lip-square step
+  (``lip_frames`` 2). Each is a budget
   deviation, measured on the demo 10 s cell (test frames; one run per setting; retrieval: mouth_sync 0.89, LMD 1.91,
   PSNR 26.4):
 
@@ -55,7 +56,16 @@ Presets (see ``make_preset``):
     332 s); two frames' lip squares per lip-square step (``lip_frames`` 2) gave LMD 2.06, mouth_sync 0.90, opening
     std 0.058, PSNR 30.35, but train 381 s, past the 6-minute budget (with 1,000 lip its: LMD 2.02, mouth_sync
     0.93, train 366 s on the machine where the ``lr_decay_lips`` run took 332 s), and ``lip_frames`` 3 cost
-    mouth_sync on real clips (above), so neither is adopted;
+    mouth_sync on real clips (above), so neither was adopted then;
+  - ``lip_frames`` 2, adopted (12-02, after the ambient sums were made to stop at each ray's termination, a fidelity
+    fix in every preset, ``render.py``): on the demo 10 s cell LMD 2.21 → 1.92 (the floor: 1.90), mouth_sync 0.86
+    → 0.88, opening std 0.063 → 0.066, PSNR 30.16 → 30.14, train 270 → 203 s (one machine; the 270 s run also paid
+    for a no-grad density pass that skipped the samples after termination, dropped as slower, ``gt_core.render.
+    volume`` deviation 3; with that pass ``lip_frames`` 2 gave LMD 2.01: single runs differ by ~0.1 in LMD). On
+    real clips (HDTF, 6 s, 1.5 s unseen tail, head protocol) against ``lip_frames`` 1 on the same code: Radio2 LMD
+    4.38 → 4.15, mouth_sync 0.30 → 0.28, PSNR 23.06 → 23.14; Ed Markey LMD 3.97 → 3.66, mouth_sync 0.33 → 0.30, PSNR
+    25.85 → 25.76 (the floor: mouth_sync −0.04 / −0.02, LMD 5.68 / 3.56). Better LMD everywhere, mouth_sync within
+    0.03; the σ-unit fix had already moved these clips' ``lip_frames`` 1 mouth_sync from 0.59 / 0.38 to 0.30 / 0.33;
   - a linear LR warm-up over the first 100 head steps (``lr_warmup_head``; the original has none): without it the
     nets' 1e-2 diverged on a real clip (HDTF Radio2, 6 s): with AdamW's β1 = 0 every weight moves by about the LR
     from the first step, and the AudioNet code's largest value went 0.21 → 0.86 → 68 in steps 4–6, the raw density
@@ -104,8 +114,7 @@ class ERNeRFMethod(Method):
                              torso_levels=12, torso_finest=512.0, checkpoint_every=100, render_chunk=8192),
         "demo": make_preset(600, 1200, 200, num_rays=1536, grid_res=48, n_steps=48, lr_net=1e-2, torso_grid_res=64,
                             torso_levels=12, torso_finest=512.0, individual_codes=False, lr_warmup_head=100,
-                            frames_per_step=4,
-                            checkpoint_every=200, render_chunk=8192),
+                            frames_per_step=4, lip_frames=2, checkpoint_every=200, render_chunk=8192),
         "paper": make_preset(100000, 25000, 200000),
     }
     supports_full = True

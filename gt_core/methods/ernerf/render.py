@@ -17,15 +17,15 @@ from torch import Tensor
 from gt_core.methods.ernerf.field import ERNeRFHead
 from gt_core.methods.ernerf.losses import ray_sums
 from gt_core.render.rays import ray_aabb
-from gt_core.render.volume import OccupancyGrid, composite, sample_along_rays
+from gt_core.render.volume import OccupancyGrid, composite, live_samples, sample_along_rays
 
 
 class HeadRays(NamedTuple):
     rgb: Tensor  # [R, 3] composited over the background
     alpha: Tensor  # [R] head opacity Σ w
     uncertainty: Tensor  # [R] w-weighted
-    ambient_aud: Tensor  # [R] unweighted sum over the ray's samples
-    ambient_eye: Tensor  # [R] unweighted sum over the ray's samples
+    ambient_aud: Tensor  # [R] unweighted sum over the ray's samples up to its termination
+    ambient_eye: Tensor  # [R] unweighted sum over the ray's samples up to its termination
     points: Tensor  # [S, 3] the samples (for the jitter regulariser)
     sample_dirs: Tensor  # [S, 3]
 
@@ -37,7 +37,10 @@ def render_head_rays(head: ERNeRFHead, origins: Tensor, dirs: Tensor, background
     """Rays ``origins``/``dirs`` [R, 3] (unit dirs) over ``background`` [R, 3] through the head field.
 
     ``audio_code`` is ``[dim_aud]`` (all rays) or ``[R, dim_aud]``; ``eye`` ``[]`` or ``[R]``; ``code_index`` an int,
-    None, or an ``[R]`` long tensor: per-ray values are handed to each ray's samples."""
+    None, or an ``[R]`` long tensor: per-ray values are handed to each ray's samples.
+    The ambient sums run over each ray's samples up to its termination, as the original's training kernel sums them
+    (``kernel_composite_rays_train_uncertainty_forward``: ``amb += ambient`` inside the loop that breaks once
+    ``T < T_thresh``)."""
     r = origins.shape[0]
     assert dirs.shape == (r, 3) and background.shape == (r, 3), (tuple(dirs.shape), tuple(background.shape))
     aabb = head.cfg.aabb  # world box of the tri-plane
@@ -51,8 +54,9 @@ def render_head_rays(head: ERNeRFHead, origins: Tensor, dirs: Tensor, background
     bg = torch.cat([background, background.new_zeros(r, 1)], dim=1)  # [R, 4]
     deltas = (s.deltas * head.cfg.world_scale).to(channels.dtype)  # metres -> the original's NGP units (σ's unit)
     comp = composite(out.sigma, channels, deltas, s.ray_ids, bg.to(channels.dtype), t_thresh, ts=s.t)
-    return HeadRays(comp.colour[:, :3], comp.alpha, comp.colour[:, 3], ray_sums(out.ambient_aud, s.ray_ids, r),
-                    ray_sums(out.ambient_eye, s.ray_ids, r), s.points, sample_dirs)
+    live = live_samples(out.sigma.detach(), deltas, s.ray_ids, r, t_thresh).to(out.ambient_aud.dtype)  # [S]
+    return HeadRays(comp.colour[:, :3], comp.alpha, comp.colour[:, 3], ray_sums(out.ambient_aud * live, s.ray_ids, r),
+                    ray_sums(out.ambient_eye * live, s.ray_ids, r), s.points, sample_dirs)
 
 
 def _to_samples(value, per_ray_ndim: int, n_rays: int, ray_ids: Tensor):

@@ -40,8 +40,8 @@ Deviations (each with its reason):
   next ``lip_frames`` frames of its per-epoch permutation), each with its own audio code, eye value and camera, the
   loss over all their rays, rendered in one pass (per-ray codes). At 512 px one frame's lip square is ~7,700 rays;
   at 128 px it is ~600, under half the ``demo`` step's 1,536, so one frame per step gives the mouth a third of the
-  supervision the patch steps give the rest of the face. Measured in ``method.py``: better LMD on the demo subject,
-  worse mouth_sync on real clips, so no preset sets it.
+  supervision the patch steps give the rest of the face. Measured in ``method.py``: ``demo`` sets 2 (better LMD on
+  the demo subject and on two real clips, mouth_sync within 0.03); 3 cost mouth_sync on real clips.
 * ``frames_per_step`` (1 = the original): a head step or a lip-stage patch step splits its ``num_rays`` evenly over
   that many frames (the stage's per-epoch permutation, as ``lip_frames``), rendered in one pass with per-ray codes.
   The original's step takes 65,536 rays of one frame; with AdamW's β1 = 0 each update is then that one frame's
