@@ -65,7 +65,11 @@ Presets (see ``make_preset``):
     real clips (HDTF, 6 s, 1.5 s unseen tail, head protocol) against ``lip_frames`` 1 on the same code: Radio2 LMD
     4.38 → 4.15, mouth_sync 0.30 → 0.28, PSNR 23.06 → 23.14; Ed Markey LMD 3.97 → 3.66, mouth_sync 0.33 → 0.30, PSNR
     25.85 → 25.76 (the floor: mouth_sync −0.04 / −0.02, LMD 5.68 / 3.56). Better LMD everywhere, mouth_sync within
-    0.03; the σ-unit fix had already moved these clips' ``lip_frames`` 1 mouth_sync from 0.59 / 0.38 to 0.30 / 0.33;
+    0.03; the σ-unit fix had already moved these clips' ``lip_frames`` 1 mouth_sync from 0.59 / 0.38 to 0.30 / 0.33.
+    The 15 s / 20 s cells: LMD 2.29 → 2.08 / 2.30 → 1.96 (the floor: 1.94 / 1.89), train 207 / 172 s;
+  - not yet adopted (12-02, demo 10 s cell, one run each, real clips not yet run): ``lip_frames`` 3: LMD 1.86,
+    mouth_sync 0.90, opening std 0.067, PSNR 30.20, train 232 s; ``lip_frames`` 2 with 1,600 lip its: LMD 1.87,
+    mouth_sync 0.89, opening std 0.069, PSNR 30.26, train 210 s. Both under the floor's 1.90 on this cell;
   - a linear LR warm-up over the first 100 head steps (``lr_warmup_head``; the original has none): without it the
     nets' 1e-2 diverged on a real clip (HDTF Radio2, 6 s): with AdamW's β1 = 0 every weight moves by about the LR
     from the first step, and the AudioNet code's largest value went 0.21 → 0.86 → 68 in steps 4–6, the raw density
