@@ -181,11 +181,11 @@ def ernerf_section(cell, preset: str, steps: int, device, gt_deform_ms: float, g
         renders = ERNeRFMethod().render(path, cell, device)
     tc = program.tc
     its = {kind: program.iterations(stage) / (1 if parity is None else 2) for kind, (stage, parity) in kinds.items()}
-    n_refresh = (program.tc.iterations_head + program.tc.iterations_lips) // program.tc.extra_interval
+    n_refresh = sum(-(-program.iterations(s) // tc.extra_interval) for s in ("head", "lips"))  # its 1, 17, 33, …
     projected = (sum(ms[kind] * its[kind] for kind in kinds) + n_refresh * refresh_ms) / 1000
     print(f"ernerf preset {preset}: {tc.num_rays} rays/step, {program.model.n_steps} lattice steps/ray, "
           f"grid {program.model.mcfg.grid_res}^3")
-    print(f"ernerf weights: {checkpoint or 'initial (untrained: low density, few rays terminate)'}")
+    print(f"ernerf weights: {checkpoint or 'initial (untrained)'}")
     for kind in kinds:
         print(f"{kind:11s} step: {ms[kind]:8.1f} ms   (ratio to gaussiantalker's deform step: "
               f"{ms[kind] / gt_deform_ms:.2f}x)")

@@ -208,8 +208,12 @@ def live_samples(sigmas: Tensor, deltas: Tensor, ray_ids: Tensor, n_rays: int, t
         (tuple(sigmas.shape), tuple(deltas.shape), tuple(ray_ids.shape))
     if t_thresh <= 0:
         return torch.ones_like(ray_ids, dtype=torch.bool)
-    log_T = exclusive_log_transmittance(sigmas * deltas, ray_ids, n_rays)  # [S]
-    return log_T >= math.log(t_thresh)
+    return _composited(exclusive_log_transmittance(sigmas * deltas, ray_ids, n_rays), t_thresh)
+
+
+def _composited(log_T: Tensor, t_thresh: float) -> Tensor:
+    """The early-termination rule, ``[S]`` bool from ``log T_i`` ``[S]``: sample ``i`` counts iff ``T_i >= t_thresh``."""
+    return log_T.detach() >= math.log(t_thresh)
 
 
 def composite(sigmas: Tensor, rgbs: Tensor, deltas: Tensor, ray_ids: Tensor, background: Tensor,
@@ -237,7 +241,7 @@ def composite(sigmas: Tensor, rgbs: Tensor, deltas: Tensor, ray_ids: Tensor, bac
     log_T = exclusive_log_transmittance(tau, ray_ids, N)  # [S] log T_i, T_i = prod_{j<i} (1 - alpha_j)
     w = log_T.exp().to(dtype) * alpha  # [S]
     if t_thresh > 0:
-        w = torch.where(log_T.detach() >= math.log(t_thresh), w, torch.zeros_like(w))
+        w = torch.where(_composited(log_T, t_thresh), w, torch.zeros_like(w))
     opacity = torch.zeros(N, dtype=dtype, device=w.device).index_add(0, ray_ids, w)  # [N]
     colour = torch.zeros(N, C, dtype=dtype, device=w.device).index_add(0, ray_ids, w[:, None] * rgbs)  # [N, C]
     colour = colour + (1 - opacity)[:, None] * background
