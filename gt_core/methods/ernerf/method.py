@@ -67,9 +67,23 @@ Presets (see ``make_preset``):
     25.85 → 25.76 (the floor: mouth_sync −0.04 / −0.02, LMD 5.68 / 3.56). Better LMD everywhere, mouth_sync within
     0.03; the σ-unit fix had already moved these clips' ``lip_frames`` 1 mouth_sync from 0.59 / 0.38 to 0.30 / 0.33.
     The 15 s / 20 s cells: LMD 2.29 → 2.08 / 2.30 → 1.96 (the floor: 1.94 / 1.89), train 207 / 172 s;
-  - not yet adopted (12-02, demo 10 s cell, one run each, real clips not yet run): ``lip_frames`` 3: LMD 1.86,
-    mouth_sync 0.90, opening std 0.067, PSNR 30.20, train 232 s; ``lip_frames`` 2 with 1,600 lip its: LMD 1.87,
-    mouth_sync 0.89, opening std 0.069, PSNR 30.26, train 210 s. Both under the floor's 1.90 on this cell;
+  - not adopted (12-02 / 12-03, one run per cell; ``demo`` gave 1.92 / 2.08 / 1.96, the floor 1.90 / 1.94 / 1.89):
+    ``lip_frames`` 3: LMD 1.86 / 1.95 / 2.15, mouth_sync 0.90 / 0.91 / 0.89, train 232 / 233 / 226 s; 1,600 lip its:
+    LMD 1.87 / 2.19 / 2.13, mouth_sync 0.89 / 0.91 / 0.89, train 210 / 249 / 254 s. On one machine (12-03) with
+    seeds: ``demo`` at 15 s LMD 2.37 / 2.33 / 2.22 (seeds 0–2; the 12-02 machine's 2.08 was the outlier), ``lip_frames``
+    3 at 15 s 1.95 / 1.93 (seeds 0, 1; mouth_sync 0.91 / 0.93, opening std 0.062 / 0.065 vs ``demo``'s 0.053–0.057)
+    and at 20 s 2.15 / 1.99 (``demo`` 2.21; floor 1.89, train 226 / 271 s): a real gain at 15 s, not enough at 20 s;
+    real clips still to be re-run before it can become the preset. Also no better:
+    ``grid_res`` 32 with ``lip_frames`` 3 (10 s: LMD 2.24, train 238 s: the coarser grid culls less, so no time is
+    saved), 96 lattice steps per ray at render time only (15 s: LMD 1.95 → 1.96), and a weight-free stand-in for the
+    missing LPIPS term, (1 − SSIM) on the lip squares and patches at the LPIPS weights (15 s: LMD 2.28, rendered
+    opening std 0.052: it flattened the mouth further). Where the LMD gap is (15 s cell, ``lip_frames`` 3, test
+    frames by quartile of the true opening): closed-mouth quarter LMD 1.35 (floor 0.96), the rendered opening 0.030
+    where the truth is 0.004; middle quarters 1.73 / 1.82 (floor 2.43 / 2.20); widest quarter 2.91 (floor 2.19),
+    rendered 0.180 where the truth is 0.227. So ER-NeRF is ahead of the floor wherever the mouth is half open and
+    behind it at both extremes: its mouth regresses to the mean (rendered opening std 0.062, the truth 0.085), while
+    the floor's frames are real mouths, closed or open. The learned audio attention is not the cause: it puts 0.98
+    of its weight on one slot of the 8-frame context (the frame 2 ahead), so the code is not smoothed over time;
   - a linear LR warm-up over the first 100 head steps (``lr_warmup_head``; the original has none): without it the
     nets' 1e-2 diverged on a real clip (HDTF Radio2, 6 s): with AdamW's β1 = 0 every weight moves by about the LR
     from the first step, and the AudioNet code's largest value went 0.21 → 0.86 → 68 in steps 4–6, the raw density
