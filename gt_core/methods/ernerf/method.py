@@ -73,8 +73,8 @@ Presets (see ``make_preset``):
     seeds: ``demo`` at 15 s LMD 2.37 / 2.33 / 2.22 (seeds 0–2; the 12-02 machine's 2.08 was the outlier), ``lip_frames``
     3 at 15 s 1.95 / 1.93 (seeds 0, 1; mouth_sync 0.91 / 0.93, opening std 0.062 / 0.065 vs ``demo``'s 0.053–0.057)
     and at 20 s 2.15 / 1.99 (``demo`` 2.21; floor 1.89, train 226 / 271 s): a real gain at 15 s, not enough at 20 s;
-    on real footage it loses again (HDTF Radio2, 6 s: mouth_sync 0.28 → 0.08, LMD 4.15 → 4.38, PSNR 23.14 →
-    21.89), so ``demo`` keeps ``lip_frames`` 2. Also no better:
+    real footage splits (HDTF, 6 s; Radio2 mouth_sync 0.28 → 0.08, LMD 4.15 → 4.38, PSNR 23.14 → 21.89; Ed Markey
+    0.30 → 0.46, 3.66 → 3.67, 25.76 → 25.85; train 420 / 679 s), so ``demo`` keeps ``lip_frames`` 2. Also no better:
     ``grid_res`` 32 with ``lip_frames`` 3 (10 s: LMD 2.24, train 238 s: the coarser grid culls less, so no time is
     saved), 96 lattice steps per ray at render time only (15 s: LMD 1.95 → 1.96), and a weight-free stand-in for the
     missing LPIPS term, (1 − SSIM) on the lip squares and patches at the LPIPS weights (15 s: LMD 2.28, rendered
