@@ -25,20 +25,22 @@ sys.path.insert(0, str(ROOT))
 
 from gt_core.data.cell import load_cell  # noqa: E402
 from gt_core.methods.base import Renders  # noqa: E402
-from gt_core.metrics.lmd import compute_lmd, mouth_opening_from_lips  # noqa: E402
+from gt_core.metrics.lmd import compute_lmd, lip_points, mouth_opening_from_lips  # noqa: E402
+from gt_core.preprocess.landmarks import detect_landmarks  # noqa: E402
 
 N_BINS = 4
 
 
-def blur_lmd(targets: np.ndarray, sigma: float) -> float:
-    """Mean LMD of ``targets [N, H, W, 3]`` blurred by ``sigma`` px against themselves."""
+def blur_lmd(targets: np.ndarray, gt_lips: np.ndarray, sigma: float) -> float:
+    """Mean LMD of ``targets [N, H, W, 3]`` blurred by ``sigma`` px against their own lip points ``gt_lips``."""
     blurred = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in targets])
-    return float(np.nanmean(compute_lmd(blurred, targets).values))
+    return float(np.nanmean(compute_lmd(blurred, gt_lip_points=gt_lips).values))
 
 
-def by_opening(renders: np.ndarray, targets: np.ndarray) -> dict:
-    """LMD and rendered / true opening per quartile of the true opening (``renders``, ``targets``: [N, H, W, 3])."""
-    res = compute_lmd(renders, targets)
+def by_opening(renders: np.ndarray, gt_lips: np.ndarray) -> dict:
+    """LMD and rendered / true opening per quartile of the true opening (``renders [N, H, W, 3]``, ``gt_lips``
+    the ground truth's ``[N, 40, 2]`` lip points)."""
+    res = compute_lmd(renders, gt_lip_points=gt_lips)
     true_open = mouth_opening_from_lips(res.gt_lips)  # [N]
     rend_open = mouth_opening_from_lips(res.render_lips)  # [N]
     edges = np.nanpercentile(true_open, np.linspace(0, 100, N_BINS + 1)[1:-1])
@@ -58,10 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     test = load_cell(args.cell).test
     h, w = test.targets.shape[1:3]
     print(f"{args.cell}: {len(test.targets)} test frames at {w}x{h} px")
+    gt_lips = lip_points(detect_landmarks(test.targets, video_mode=False))  # [N, 40, 2], detected once
     for s in args.sigmas:
-        print(f"  ground truth blurred by sigma {s:g} px: LMD {blur_lmd(test.targets, s):.2f}")
+        print(f"  ground truth blurred by sigma {s:g} px: LMD {blur_lmd(test.targets, gt_lips, s):.2f}")
     for path in args.renders:
-        r = by_opening(Renders.load(path).head, test.targets)
+        r = by_opening(Renders.load(path).head, gt_lips)
         quarters = "  ".join(f"Q{b + 1} {q['lmd']:.2f} ({q['render_open']:.3f} / {q['true_open']:.3f})"
                              for b, q in enumerate(r["bins"]))
         print(f"  {path}: LMD {r['lmd']:.2f}; by quarter of the true opening, LMD (rendered / true opening): "
