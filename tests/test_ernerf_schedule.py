@@ -160,3 +160,43 @@ def test_the_opacity_term_is_the_head_mask_error_of_the_alpha_added_to_the_loss(
     mask = prog.rays.head_mask(3, pix).view(prog.data.height, prog.data.width)
     assert torch.equal(mask.bool(), torch.from_numpy(cell.train.labels[3] == LABEL_HEAD))
     assert 0 < float(mask.mean()) < 1
+
+
+def record_lip_pixels(prog: ERNeRFProgram) -> list[tuple[int, torch.Tensor]]:
+    seen: list[tuple[int, torch.Tensor]] = []
+    rays = prog.rays.rays
+
+    def recording(i: int, idx):
+        seen.append((i, idx.clone()))
+        return rays(i, idx)
+
+    prog.rays.rays = recording
+    return seen
+
+
+@pytest.mark.parametrize("with_lpips", [False, True])
+def test_without_lpips_a_lip_square_step_samples_lip_square_rays_over_its_frames(cell, with_lpips):
+    prog = program(cell, lip_frames=4, lip_square_rays=40)
+    prog.begin_stage("lips", None)
+    if with_lpips:  # the term needs whole squares laid out as images: lip_square_rays does not apply
+        prog.lpips = lambda a, t: ((a - t) ** 2).mean(dim=(1, 2, 3))
+    seen = record_lip_pixels(prog)
+    loss, terms = prog.forward("lips", 3)  # odd: a lip-square step
+    assert torch.isfinite(loss) and (terms["lpips"] is not None) == with_lpips
+    assert len({i for i, _ in seen}) == 4
+    for i, idx in seen:
+        square, _ = prog.rays.lip_square(i)
+        if with_lpips:
+            assert torch.equal(idx, square)
+        else:
+            assert idx.shape[0] == 10 and bool(torch.isin(idx, square).all())
+
+
+def test_lip_square_rays_is_validated():
+    from gt_core.methods.ernerf.train import TrainConfig
+
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="lip_square_rays"):
+            TrainConfig(lip_square_rays=bad)
+    with pytest.raises(ValueError, match="at least lip_frames"):
+        TrainConfig(lip_frames=8, lip_square_rays=7)

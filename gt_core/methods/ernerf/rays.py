@@ -41,6 +41,11 @@ class FrameRays:
         x1, y1 = min(self.width, max(x0 + 1, int(np.ceil(x1)))), min(self.height, max(y0 + 1, int(np.ceil(y1))))
         return self._box_pixels(x0, y0, x1, y1)
 
+    def lip_square_sample(self, i: int, n: int) -> Tensor:
+        """``n`` uniform random pixels of frame ``i``'s lip square, with replacement (as ``random_pixels``)."""
+        idx, _ = self.lip_square(i)
+        return idx[torch.randint(0, idx.shape[0], (n,), device=self.device)]  # [n]
+
     def patches(self, n_rays: int, patch_px512: int) -> tuple[Tensor, tuple[int, int, int]]:
         """``n_rays / p²`` random ``p × p`` patches (p = ``patch_px512`` scaled to the width, ≥ 4)."""
         p = max(4, min(self.width, self.height, round(patch_px512 * self.width / 512)))

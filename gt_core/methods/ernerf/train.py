@@ -40,8 +40,15 @@ Deviations (each with its reason):
   next ``lip_frames`` frames of its per-epoch permutation), each with its own audio code, eye value and camera, the
   loss over all their rays, rendered in one pass (per-ray codes). At 512 px one frame's lip square is ~7,700 rays;
   at 128 px it is ~600, under half the ``demo`` step's 1,536, so one frame per step gives the mouth a third of the
-  supervision the patch steps give the rest of the face. Measured in ``method.py``: ``demo`` sets 2 (better LMD on
-  the demo subject and on two real clips, mouth_sync within 0.03); 3 cost mouth_sync on real clips.
+  supervision the patch steps give the rest of the face. Measured in ``method.py``: 2 whole squares gave better
+  LMD than 1 on the demo subject and on two real clips, 3 cost mouth_sync on real clips; ``demo`` now sets 8 with
+  ``lip_square_rays`` (below), which keeps the step's rays and spreads them over more frames.
+* ``lip_square_rays`` (0 = the original: every pixel of each square): when the LPIPS term is dropped (its AlexNet
+  weights not cached), a lip-square step may instead draw this many rays uniformly, with replacement, from its
+  ``lip_frames`` frames' lip squares (an equal share each). The original renders whole squares because LPIPS needs
+  them laid out as images; the MSE that remains without it is a per-ray mean, which a uniform sample of the square
+  estimates without bias, so the same rays can come from more frames, each with its own audio code. With the term
+  active the squares stay whole whatever this says. ``demo`` sets 8 frames × 150 rays (measured in ``method.py``).
 * ``frames_per_step`` (1 = the original): a head step or a lip-stage patch step splits its ``num_rays`` evenly over
   that many frames (the stage's per-epoch permutation, as ``lip_frames``), rendered in one pass with per-ray codes.
   The original's step takes 65,536 rays of one frame; with AdamW's β1 = 0 each update is then that one frame's
@@ -110,11 +117,18 @@ class TrainConfig:
     audio_normalisation: str = "auto"
     individual_codes: bool = True  # frame i trains with code i (the original); False: code 0 throughout
     lip_frames: int = 1  # frames whose lip squares one lip-square step trains on (1 = the original)
+    lip_square_rays: int = 0  # without the LPIPS term: a lip-square step's rays, drawn in its frames' squares (0: all)
     frames_per_step: int = 1  # frames a head / patch step splits its num_rays over (1 = the original)
     checkpoint_every: int = 1000
     render_chunk: int = 8192
 
     def __post_init__(self) -> None:
+        rays = self.lip_square_rays
+        if not isinstance(rays, int) or isinstance(rays, bool) or rays < 0:
+            raise ValueError(f"TrainConfig.lip_square_rays must be an int >= 0, got {self.lip_square_rays!r}")
+        if 0 < rays < self.lip_frames:
+            raise ValueError(f"TrainConfig.lip_square_rays ({rays}) must be 0 or at least lip_frames "
+                             f"({self.lip_frames}): each frame draws lip_square_rays // lip_frames rays")
         for name in ("lip_frames", "frames_per_step"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -184,6 +198,9 @@ class ERNeRFProgram(Program):
         else:
             reason = metric.reason if metric is not None else "no lip stage"
             self.lpips, self.lpips_status = None, f"lpips: dropped from the lip stage ({reason})"
+            if self.tc.iterations_lips > 0 and self.tc.lip_square_rays > 0:
+                self.lpips_status += (f"; lip-square steps draw {self.tc.lip_square_rays} rays from "
+                                      f"{self.tc.lip_frames} frames' lip squares")
         log.info("ernerf: %s", self.lpips_status)
 
     def begin_stage(self, stage: str, ckpt: dict[str, Any] | None) -> None:
@@ -273,8 +290,11 @@ class ERNeRFProgram(Program):
         codes = m.audio_code(data.audio_ctx[frames])  # [F, dim_aud]
         pieces, shapes = [], []
         per_frame = tc.num_rays // len(frames)  # head and patch steps split the step's rays over the frames
+        sampled = rect and self.lpips is None and tc.lip_square_rays > 0  # no image layout needed: sample squares
         for j in frames:
-            if stage == "lips":
+            if sampled:
+                pix, shape = self.rays.lip_square_sample(j, tc.lip_square_rays // len(frames)), None
+            elif stage == "lips":
                 pix, shape = self.rays.lip_square(j) if rect else self.rays.patches(per_frame, tc.patch_px512)
             else:
                 pix, shape = self.rays.random_pixels(per_frame), None
