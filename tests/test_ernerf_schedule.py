@@ -93,12 +93,13 @@ def test_a_patch_step_stays_on_one_frame(cell):
     assert torch.isfinite(loss) and seen == []
 
 
-def record_ray_frames(prog: ERNeRFProgram) -> list[tuple[int, int]]:
-    seen: list[tuple[int, int]] = []
+def record_ray_pixels(prog: ERNeRFProgram) -> list[tuple[int, torch.Tensor]]:
+    """Each frame's pixel indices the step casts rays through, in order."""
+    seen: list[tuple[int, torch.Tensor]] = []
     rays = prog.rays.rays
 
     def recording(i: int, idx):
-        seen.append((i, int(idx.shape[0])))
+        seen.append((i, idx.clone()))
         return rays(i, idx)
 
     prog.rays.rays = recording
@@ -113,7 +114,7 @@ def test_a_head_or_patch_step_splits_its_rays_over_frames_per_step_frames(cell, 
 
     prog = program(cell, frames_per_step=frames_per_step)
     prog.begin_stage(stage, None)
-    seen = record_ray_frames(prog)
+    seen = record_ray_pixels(prog)
     loss, terms = prog.forward(stage, it)
     assert torch.isfinite(loss)
     assert (terms["smooth"] is not None) == (stage == "head" and it == 1)
@@ -122,9 +123,9 @@ def test_a_head_or_patch_step_splits_its_rays_over_frames_per_step_frames(cell, 
     assert frames == [int(j) for j in expected] and len(set(frames)) == frames_per_step
     per_frame = prog.tc.num_rays // frames_per_step
     if stage == "head":
-        assert all(n == per_frame for _, n in seen)
+        assert all(idx.shape[0] == per_frame for _, idx in seen)
     else:  # whole patches: at most the frame's share
-        assert all(0 < n <= per_frame for _, n in seen)
+        assert all(0 < idx.shape[0] <= per_frame for _, idx in seen)
     loss.backward()
     grads = [p.grad for p in prog.model.head.audio.parameters() if p.grad is not None]
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
@@ -162,17 +163,6 @@ def test_the_opacity_term_is_the_head_mask_error_of_the_alpha_added_to_the_loss(
     assert 0 < float(mask.mean()) < 1
 
 
-def record_lip_pixels(prog: ERNeRFProgram) -> list[tuple[int, torch.Tensor]]:
-    seen: list[tuple[int, torch.Tensor]] = []
-    rays = prog.rays.rays
-
-    def recording(i: int, idx):
-        seen.append((i, idx.clone()))
-        return rays(i, idx)
-
-    prog.rays.rays = recording
-    return seen
-
 
 @pytest.mark.parametrize("with_lpips", [False, True])
 def test_without_lpips_a_lip_square_step_samples_lip_square_rays_over_its_frames(cell, with_lpips):
@@ -180,7 +170,7 @@ def test_without_lpips_a_lip_square_step_samples_lip_square_rays_over_its_frames
     prog.begin_stage("lips", None)
     if with_lpips:  # the term needs whole squares laid out as images: lip_square_rays does not apply
         prog.lpips = lambda a, t: ((a - t) ** 2).mean(dim=(1, 2, 3))
-    seen = record_lip_pixels(prog)
+    seen = record_ray_pixels(prog)
     loss, terms = prog.forward("lips", 3)  # odd: a lip-square step
     assert torch.isfinite(loss) and (terms["lpips"] is not None) == with_lpips
     assert len({i for i, _ in seen}) == 4

@@ -123,16 +123,13 @@ class TrainConfig:
     render_chunk: int = 8192
 
     def __post_init__(self) -> None:
-        rays = self.lip_square_rays
-        if not isinstance(rays, int) or isinstance(rays, bool) or rays < 0:
-            raise ValueError(f"TrainConfig.lip_square_rays must be an int >= 0, got {self.lip_square_rays!r}")
-        if 0 < rays < self.lip_frames:
-            raise ValueError(f"TrainConfig.lip_square_rays ({rays}) must be 0 or at least lip_frames "
-                             f"({self.lip_frames}): each frame draws lip_square_rays // lip_frames rays")
-        for name in ("lip_frames", "frames_per_step"):
+        for name, low in (("lip_frames", 1), ("frames_per_step", 1), ("lip_square_rays", 0)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"TrainConfig.{name} must be an int >= {low}, got {value!r}")
+        if 0 < self.lip_square_rays < self.lip_frames:
+            raise ValueError(f"TrainConfig.lip_square_rays ({self.lip_square_rays}) must be 0 or at least lip_frames "
+                             f"({self.lip_frames}): each frame draws lip_square_rays // lip_frames rays")
         if self.frames_per_step > self.num_rays:
             raise ValueError(f"TrainConfig.frames_per_step ({self.frames_per_step}) must not exceed num_rays "
                              f"({self.num_rays})")
