@@ -97,13 +97,27 @@ def _landmarks(args):
 @command("pose", "rigid head pose per frame + focal search; transforms.json",
          arg("--landmarks", required=True), arg("--out", required=True),
          arg("--transforms", required=True),
+         arg("--expression", required=True, help="the raw brow/blink measures per frame (SyncTalk's input)"),
          arg("--canonical-frames", type=int, required=True,
                               help="the first K frames (shortest training clip) define the canonical shape"))
 def _pose(args):
     from gt_core.preprocess.stages import pose_stage
 
-    pose_stage(args.landmarks, args.out, args.transforms, range(0, args.canonical_frames))
+    pose_stage(args.landmarks, args.out, args.transforms, range(0, args.canonical_frames), args.expression)
 
+
+@command("stabilise", "SyncTalk's head-sync stabiliser: face keypoint tracks + bundle adjustment of the head pose",
+         arg("--frames", required=True), arg("--landmarks", required=True), arg("--pose", required=True),
+         arg("--out", required=True), arg("--transforms", required=True),
+         arg("--stats", required=True, help="JSON: tracks kept, losses, errors and jitter before/after"),
+         arg("--canonical-frames", type=int, required=True,
+             help="the first K frames (shortest training clip): the only frames the 3-D points are fitted on"),
+         arg("--preset", default="fast", help="fast (the rule's) | original (SyncTalk's 8,000 BA iterations)"))
+def _stabilise(args):
+    from gt_core.preprocess.stages import stabilise_stage
+
+    stabilise_stage(args.frames, args.landmarks, args.pose, args.out, args.transforms, args.stats,
+                    args.canonical_frames, args.preset)
 
 @command("masks", "parse frames into background / torso / head",
          arg("--frames", required=True), arg("--landmarks", required=True),
@@ -169,6 +183,21 @@ def _render(args):
     render_stage(args.cell, args.train, args.out, args.device, args.seed)
 
 
+@command("derive", "compose a derived row's renders from its source method's (e.g. synctalk-portrait)",
+         arg("--cell", required=True), arg("--method", required=True),
+         arg("--source-train", required=True, help="the source method's train.json"),
+         arg("--source-renders", required=True, help="the source method's renders.npz"),
+         arg("--out", required=True, help="the derived row's cell directory"),
+         arg("--preset", default="demo"), arg("--params", default="{}", help="hyper-parameter overrides as JSON"))
+def _derive(args):
+    import json
+
+    from gt_core.methods.run import derive_stage
+
+    derive_stage(args.cell, args.method, args.source_train, args.source_renders, args.out, args.preset,
+                 json.loads(args.params))
+
+
 @command("evaluate", "PSNR/SSIM/LPIPS/LMD of a cell's renders for every protocol",
          arg("--cell", required=True), arg("--renders", required=True),
          arg("--train", required=True), arg("--out", required=True),
@@ -180,9 +209,9 @@ def _evaluate(args):
 
 
 @command("download-weights", "fetch a model file, checksum-verified (the only command that downloads; needs network)",
-         arg("--model", choices=["alexnet", "vgg16", "deepspeech"], default="alexnet",
+         arg("--model", choices=["alexnet", "vgg16", "deepspeech", "synctalk-ave"], default="alexnet",
              help="alexnet: the LPIPS backbone; vgg16: GaussianTalker's perceptual-loss backbone; "
-                  "deepspeech: the DeepSpeech 0.1.0 graph"),
+                  "deepspeech: the DeepSpeech 0.1.0 graph; synctalk-ave: SyncTalk's audio-visual encoder"),
          arg("--out", default=None, help="default: where the pipeline reads it (torch hub / $TENSORFLOW_HOME/models)"))
 def _download_weights(args):
     from gt_core.io.download import download_model
@@ -191,6 +220,8 @@ def _download_weights(args):
         from gt_core.metrics.lpips_metric import ALEXNET as model, alexnet_weights_path as default_path
     elif args.model == "vgg16":
         from gt_core.nn.losses import VGG16 as model, vgg16_weights_path as default_path
+    elif args.model == "synctalk-ave":
+        from gt_core.encoders.ave import SYNCTALK_AVE as model, synctalk_ave_path as default_path
     else:
         from gt_core.preprocess.deepspeech import DEEPSPEECH as model, deepspeech_graph_path as default_path
     download_model(model, args.out or default_path())
@@ -225,6 +256,20 @@ def _qualitative(args):
     from gt_core.report.build import qualitative_stage
 
     qualitative_stage(args.results, args.subject, args.methods, args.durations, args.out_png, args.out_mp4)
+
+
+@command("ave", "SyncTalk's audio-visual encoder for one cell: train it on the cell's training frames (or load the "
+                "authors' audio tower), score held-out sync, write per-frame 512-d features",
+         arg("--cell", required=True, help="the cell directory (results/{subject}/{D}s/cell)"),
+         arg("--out", required=True, help="results/{subject}/{D}s/ave: features.npy, ave.json, ave.pt"),
+         arg("--preset", default="demo", help="tiny | small | demo | paper"),
+         arg("--weights", default=None, help="the authors' audio_visual_encoder.pth (rule download_synctalk_ave); "
+                                             "default: train the AVE in the pipeline"),
+         arg("--seed", type=int, default=None, help="default: the preset's"))
+def _ave(args):
+    from gt_core.preprocess.ave_train import ave_stage
+
+    ave_stage(args.cell, args.out, args.preset, args.weights, args.seed)
 
 
 # ---------------------------------------------------------------------------------------------------- entry point

@@ -18,7 +18,7 @@ def test_audio_context_is_zero_padded_at_segment_ends():
     audio = np.arange(1, n + 1, dtype=np.float32)[:, None, None] * np.ones((1, 16, c), np.float32)
     fs = FrameSet(np.arange(n), np.zeros((n, 4, 4, 3), np.uint8), np.zeros((n, 4, 4), np.uint8),
                   np.zeros((n, 4, 4, 3), np.uint8), np.zeros((n, 4, 4, 3), np.uint8), np.tile(np.eye(4), (n, 1, 1)),
-                  np.zeros(n, np.float32), audio, np.zeros((n, 478, 3), np.float32))
+                  np.zeros(n, np.float32), audio, np.zeros((n, 478, 3), np.float32), np.zeros((n, 7), np.float32))
     ctx = fs.audio_context(k=4)  # offsets -2, -1, 0, +1
     assert ctx.shape == (n, 4, 16, c)
     assert ctx[0, :, 0, 0].tolist() == [0, 0, 1, 2]

@@ -98,10 +98,17 @@ def synthetic_cell(n_train: int = 8, n_test: int = 3, size: int = 48, audio_dim:
         frames.append(tgt), labels.append(label), bgs.append(bg), tgts.append(tgt), c2ws.append(c2w)
         lms.append(px.astype(np.float32))
 
+    brows = np.sin(np.arange(n)[:, None] * 0.3 + np.arange(5)[None]).astype(np.float32)  # [n, 5]
+    expression = np.concatenate([brows, eye[:, None], eye[:, None]], axis=1).astype(np.float32)  # [n, 7]
+    # stand-in AVE features (SyncTalk's audio input): a fixed projection of each frame's audio window, ReLU'd
+    proj = np.random.default_rng(7).normal(size=(16 * audio_dim, 512)) / np.sqrt(16 * audio_dim)
+    ave = np.maximum(audio.reshape(n, -1) @ proj, 0.0).astype(np.float32)  # [n, 512]
+
     def frame_set(sl: slice) -> FrameSet:
         ids = np.arange(n)[sl].astype(np.int64)
         return FrameSet(ids, np.stack(frames)[sl], np.stack(labels)[sl], np.stack(bgs)[sl], np.stack(tgts)[sl],
-                        np.stack(c2ws)[sl], eye[sl], audio[sl], np.stack(lms)[sl])
+                        np.stack(c2ws)[sl], eye[sl], audio[sl], np.stack(lms)[sl], expression[sl],
+                        c2w_stabilised=np.stack(c2ws)[sl], ave=ave[sl])
 
     kwargs = dict(subject="synthetic", duration_s=n_train / 25, cell_dir=Path("."), data_dir=Path("."), width=size,
                   height=size, fx=f, fy=f, cx=cx, cy=cy, plate=plate, canonical=canonical, audio_feature="mel",

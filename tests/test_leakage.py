@@ -22,7 +22,8 @@ import pytest
 import torch
 
 from gt_core.config import SplitSpec
-from gt_core.data.cell import LABEL_TORSO, build_cell, load_cell
+from gt_core.data.cell import LABEL_TORSO, ave_features_path, build_cell, load_cell
+from gt_core.io.atomic import save_npy
 from gt_core.methods import registry
 from gt_core.preprocess.landmarks import Landmarks
 from gt_core.preprocess.masks import save_labels
@@ -31,7 +32,7 @@ from gt_core.preprocess.pose import HeadPose
 N_TRAIN, N_TEST = 8, 4
 FPS = 25
 CPU = torch.device("cpu")
-ALL_METHODS = sorted(registry.METHODS)
+ALL_METHODS = sorted(registry.RENDERING_METHODS)  # a derived row (synctalk-portrait) has no renders of its own
 
 
 def write_subject(data_dir: Path, seed: int = 0) -> None:
@@ -49,6 +50,10 @@ def write_subject(data_dir: Path, seed: int = 0) -> None:
                     np.ones(n, bool))
     np.testing.assert_allclose(pose.c2w_opengl(), c2w, atol=1e-6)
     pose.save(data_dir / "pose.npz")
+    pose.save(data_dir / "pose_stabilised.npz")  # the stabilise rule's output (same format; unused by these tests)
+    brows = np.sin(np.arange(n)[:, None] * 0.7 + np.arange(5)[None])  # raw brow measures (the pose stage's output)
+    openness = (0.2 + 0.2 * (1 - cat("eye")))[:, None].repeat(2, 1)
+    np.save(data_dir / "expression.npy", np.concatenate([brows, openness], 1).astype(np.float64))
     np.save(data_dir / "frames.npy", cat("frames"))
     save_labels(data_dir / "labels.npz", cat("labels"))
     Landmarks(cat("landmarks").astype(np.float32), np.ones(n, bool), c.width, c.height).save(data_dir / "landmarks.npz")
@@ -61,6 +66,10 @@ SPLIT = SplitSpec(durations=(N_TRAIN / FPS,), gap_s=0.0, test_seconds=N_TEST / F
 
 def make_cell(data_dir: Path, out_dir: Path) -> Path:
     build_cell(data_dir, N_TRAIN / FPS, SPLIT, out_dir, "mel")
+    # stand-in AVE features (the `ave` rule's output, from the audio alone): a fixed projection of the audio windows
+    audio = np.load(data_dir / "audio_mel.npy")
+    proj = np.random.default_rng(7).normal(size=(audio[0].size, 512)) / np.sqrt(audio[0].size)
+    save_npy(ave_features_path(out_dir), np.maximum(audio.reshape(len(audio), -1) @ proj, 0).astype(np.float32))
     return out_dir
 
 
@@ -104,9 +113,9 @@ def test_corruption_reaches_the_cell_but_not_the_method_inputs(subjects):
     assert not np.array_equal(a.test.targets, b.test.targets)
     assert not np.array_equal(a.test.frames, b.test.frames)
     assert np.abs(a.test.landmarks - b.test.landmarks).mean() > 5
-    for name in ("backgrounds", "c2w", "eye", "audio", "labels"):
+    for name in ("backgrounds", "c2w", "eye", "audio", "labels", "expression", "ave"):
         assert np.array_equal(getattr(a.test, name), getattr(b.test, name)), name
-    for name in ("frames", "targets", "backgrounds", "landmarks", "eye", "audio"):
+    for name in ("frames", "targets", "backgrounds", "landmarks", "eye", "audio", "expression"):
         assert np.array_equal(getattr(a.train, name), getattr(b.train, name)), name
     assert np.array_equal(a.plate, b.plate) and np.array_equal(a.canonical, b.canonical)
 

@@ -42,6 +42,9 @@ class FrameSet:
     eye: np.ndarray  # [N] float32 blink value in [0, 1] (0 open, 1 closed; AU45-like)
     audio: np.ndarray  # [N, 16, C] float32 audio windows
     landmarks: np.ndarray  # [N, 478, 3] float32, pixels of the working frame
+    expression: np.ndarray  # [N, 7] float32 brow and blink values (SyncTalk's upper-face control; preprocess.expression)
+    c2w_stabilised: np.ndarray | None = None  # [N, 4, 4] like c2w, from the head-sync stabiliser (preprocess.stabilise)
+    ave: np.ndarray | None = None  # [N, 512] float32 SyncTalk AVE audio features (the cell's `ave` rule), if built
 
     def __len__(self) -> int:
         return len(self.frame_ids)
@@ -63,14 +66,30 @@ class FrameSet:
         half = 0.5 * (lips.max(axis=1) - lips.min(axis=1)).max(axis=1, keepdims=True)
         return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
 
+    @property
+    def lower_face_boxes(self) -> np.ndarray:
+        """``[N, 4]`` (x0, y0, x1, y1): SyncTalk's ``lowface_rect`` (provider.py:351-357) — from the nose tip
+        (iBUG 30; mediapipe 1) down to the lowest mesh point, across the mesh's width."""
+        from gt_core.preprocess.pose import NOSE_TIP
+
+        boxes = self.face_boxes.copy()
+        boxes[:, 1] = self.landmarks[:, NOSE_TIP, 1]
+        return boxes
+
     def audio_context(self, k: int = 8) -> np.ndarray:
         """``[N, k, 16, C]``: each frame's audio window with its neighbours at offsets −k/2 … k/2−1 (zero-padded at
         the segment's ends, as the original GaussianTalker/ER-NeRF loaders do), for temporal smoothing."""
-        n = len(self)
-        offsets = np.arange(k) - k // 2
-        idx = np.arange(n)[:, None] + offsets[None]
-        padded = np.concatenate([self.audio, np.zeros_like(self.audio[:1])])
-        return padded[np.where((idx >= 0) & (idx < n), idx, n)]
+        return context_windows(self.audio, k)
+
+
+def context_windows(windows: np.ndarray, k: int = 8) -> np.ndarray:
+    """``windows [N, ...]`` per-frame audio inputs → ``[N, k, ...]``: each frame's with its neighbours at offsets
+    −k/2 … k/2−1, zero-padded at the segment's ends (the original loaders' rule)."""
+    n = len(windows)
+    offsets = np.arange(k) - k // 2
+    idx = np.arange(n)[:, None] + offsets[None]
+    padded = np.concatenate([windows, np.zeros_like(windows[:1])])
+    return padded[np.where((idx >= 0) & (idx < n), idx, n)]
 
 
 @dataclass
@@ -100,10 +119,17 @@ class CellData:
 
 
 # ---------------------------------------------------------------------------------------------------------- build
+def ave_features_path(cell_dir: str | Path) -> Path:
+    """``results/{subject}/{D}s/ave/features.npy``: the cell's AVE audio features (the ``ave`` rule's output)."""
+    return Path(cell_dir).parent / "ave" / "features.npy"
+
+
 def _data_paths(data_dir: Path, audio_feature: str) -> dict[str, Path]:
     return {
         "frames": data_dir / "frames.npy", "labels": data_dir / "labels.npz", "landmarks": data_dir / "landmarks.npz",
         "eyes": data_dir / "eyes.npy", "pose": data_dir / "pose.npz", "audio": data_dir / f"audio_{audio_feature}.npy",
+        "expression": data_dir / "expression.npy",
+        "pose_stabilised": data_dir / "pose_stabilised.npz",  # the head-sync stabiliser's (rule stabilise)
     }
 
 
@@ -119,6 +145,7 @@ def build_cell(data_dir: str | Path, duration_s: float, split: SplitSpec, out_di
                audio_feature: str) -> Path:
     """Split one subject into a cell and fit the cell's training-only estimates (plate, eye normalisation)."""
     from gt_core.preprocess.background import background_plate
+    from gt_core.preprocess.expression import normalise_expression
     from gt_core.preprocess.masks import load_labels
     from gt_core.preprocess.pose import HeadPose
 
@@ -138,6 +165,7 @@ def build_cell(data_dir: str | Path, duration_s: float, split: SplitSpec, out_di
     plate, seen = background_plate(np.asarray(frames), labels, train_ids)
     pose = HeadPose.load(paths["pose"])
     blink, eye_stats = blink_values(np.load(paths["eyes"]), train_ids)
+    expression, expression_stats = normalise_expression(np.load(paths["expression"]), train_ids)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "plate.png") as tmp:
@@ -146,6 +174,7 @@ def build_cell(data_dir: str | Path, duration_s: float, split: SplitSpec, out_di
         cv2.imwrite(str(tmp), cv2.cvtColor(plate, cv2.COLOR_RGB2BGR))
     save_npy(out_dir / "canonical.npy", pose.canonical.astype(np.float32))
     save_npy(out_dir / "blink.npy", blink)
+    save_npy(out_dir / "expression.npy", expression)
     _write_preview(out_dir / "preview.png", np.asarray(frames), labels, plate, [train.start, train.stop - 1,
                                                                                  test.start, test.stop - 1])
     meta = {
@@ -157,6 +186,7 @@ def build_cell(data_dir: str | Path, duration_s: float, split: SplitSpec, out_di
         "split": {"gap_s": split.gap_s, "test_seconds": split.test_seconds, "mode": split.mode, "fps": split.fps},
         "plate_seen_fraction": float(seen.mean()),
         "eye": eye_stats,
+        "expression": expression_stats,
         "intrinsics": {"fx": float(pose.focal), "fy": float(pose.focal), "cx": float(pose.cx), "cy": float(pose.cy),
                        "width": int(pose.width), "height": int(pose.height)},
         "audio_feature": audio_feature,
@@ -201,7 +231,21 @@ def load_cell(cell_dir: str | Path) -> CellData:
     audio = np.load(paths["audio"], mmap_mode="r")
     lms = Landmarks.load(paths["landmarks"]).interpolated()
     c2w = HeadPose.load(paths["pose"]).c2w_opengl().astype(np.float32)
+    if not paths["pose_stabilised"].exists():
+        raise InputError(paths["pose_stabilised"], "stabilised head pose missing",
+                         "run `snakemake <that file>` (rule stabilise), then reload the cell")
+    c2w_stabilised = HeadPose.load(paths["pose_stabilised"]).c2w_opengl().astype(np.float32)  # [n_video, 4, 4]
     blink = np.load(cell_dir / "blink.npy")
+    expression_path = cell_dir / "expression.npy"
+    if not expression_path.exists():
+        raise InputError(expression_path, "cell built before the expression values existed",
+                         "delete the cell directory and re-run snakemake to rebuild it")
+    expression = np.load(expression_path)
+    ave_path = ave_features_path(cell_dir)
+    ave = np.load(ave_path, mmap_mode="r") if ave_path.exists() else None  # [n_frames_video, 512]
+    if ave is not None and (ave.ndim != 2 or len(ave) != len(frames)):
+        raise InputError(ave_path, f"AVE features of shape {ave.shape} do not match the video's {len(frames)} frames",
+                         "delete it and re-run snakemake to rebuild it")
     plate = cv2.cvtColor(cv2.imread(str(cell_dir / "plate.png")), cv2.COLOR_BGR2RGB)
 
     def frame_set(start: int, stop: int) -> FrameSet:
@@ -211,7 +255,9 @@ def load_cell(cell_dir: str | Path) -> CellData:
         fr, lb = np.asarray(frames[start:stop]), labels[start:stop]
         bg, tgt = compose_head_protocol(fr, lb, plate)
         au = np.asarray(audio[start:stop], dtype=np.float32)
-        return FrameSet(ids, fr, lb, bg, tgt, c2w[start:stop], blink[start:stop], au, lms[start:stop].astype(np.float32))
+        return FrameSet(ids, fr, lb, bg, tgt, c2w[start:stop], blink[start:stop], au, lms[start:stop].astype(np.float32),
+                        expression[start:stop], c2w_stabilised=c2w_stabilised[start:stop],
+                        ave=None if ave is None else np.asarray(ave[start:stop], np.float32))
 
     intr = meta["intrinsics"]
     return CellData(

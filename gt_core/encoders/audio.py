@@ -80,15 +80,33 @@ class AudioAttNet(nn.Module):
         return (out, weights) if return_weights else out
 
 
+class AveAudioNet(nn.Module):
+    """SyncTalk's ``AudioNet_ave`` (network.py:120-137): ``[B, 1, C]`` per-frame AVE features (C = 512) →
+    ``[B, dim_aud]`` through an MLP C→256→128→dim_aud, LeakyReLU 0.02 between."""
+
+    def __init__(self, dim_in: int = 512, dim_aud: int = 32):
+        super().__init__()
+        self.dim_in, self.dim_aud = dim_in, dim_aud
+        act = lambda: nn.LeakyReLU(LEAKY)  # noqa: E731
+        self.fc = nn.Sequential(nn.Linear(dim_in, 256), act(), nn.Linear(256, 128), act(), nn.Linear(128, dim_aud))
+
+    def forward(self, windows: Tensor) -> Tensor:
+        assert windows.ndim == 3 and windows.shape[1:] == (1, self.dim_in), \
+            f"AVE features must be [B, 1, {self.dim_in}], got {tuple(windows.shape)}"
+        return self.fc(windows[:, 0])  # [B, dim_aud]
+
+
 class AudioEncoder(nn.Module):
     """The full audio path: ``[B, seq_len, win, C]`` context windows → ``[B, dim_aud]``.
 
-    AudioNet runs on every window of the context, AudioAttNet smooths over the context.
+    The per-frame net (``net="conv"``: AudioNet on 16-step windows; ``"ave"``: SyncTalk's MLP on one 512-d AVE
+    feature per frame, ``win`` = 1) runs on every window of the context, AudioAttNet smooths over the context.
     """
 
-    def __init__(self, dim_in: int, dim_aud: int = 32, seq_len: int = 8, win_size: int = 16):
+    def __init__(self, dim_in: int, dim_aud: int = 32, seq_len: int = 8, win_size: int = 16, net: str = "conv"):
         super().__init__()
-        self.net = AudioNet(dim_in, dim_aud, win_size)
+        assert net in ("conv", "ave"), net
+        self.net = AudioNet(dim_in, dim_aud, win_size) if net == "conv" else AveAudioNet(dim_in, dim_aud)
         self.att = AudioAttNet(dim_aud, seq_len)
 
     def forward(self, context: Tensor) -> Tensor:

@@ -53,18 +53,21 @@ def load_model_checkpoint(path: str | Path, fmt: str, build, device: torch.devic
     return model, ckpt
 
 
-def check_fits_cell(checkpoint: str | Path, ckpt: dict[str, Any], audio_dim: int, cell) -> None:
+def check_fits_cell(checkpoint: str | Path, ckpt: dict[str, Any], audio_dim: int, cell,
+                    cell_audio_dim: int | None = None) -> None:
     """Refuse (one line naming the checkpoint and the fix) to render a cell of another resolution or audio
-    feature than the checkpoint was trained on."""
+    feature than the checkpoint was trained on; ``cell_audio_dim``: the channels of the audio input the method
+    reads (default: the cell's audio windows')."""
     from gt_core.errors import InputError
 
     meta = ckpt.get("cell", {})
     if meta and (meta["width"], meta["height"]) != (cell.width, cell.height):
         raise InputError(checkpoint, f"trained at {meta['width']}x{meta['height']}, the cell is "
                          f"{cell.width}x{cell.height}", "re-train the method on this cell")
-    if audio_dim != cell.test.audio.shape[-1]:
-        raise InputError(checkpoint, f"trained on {audio_dim}-d audio features, the cell has "
-                         f"{cell.test.audio.shape[-1]}", "re-train with the cell's audio feature")
+    have = cell.test.audio.shape[-1] if cell_audio_dim is None else cell_audio_dim
+    if audio_dim != have:
+        raise InputError(checkpoint, f"trained on {audio_dim}-d audio features, the cell has {have}",
+                         "re-train with the cell's audio feature")
 
 
 def synchronize(device: torch.device) -> None:

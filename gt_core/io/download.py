@@ -23,13 +23,21 @@ class ModelFile:
 
     name: str  # file name on disk
     url: str  # the file itself, or a zip holding it (``zip_member``)
-    algo: str  # hashlib algorithm of ``digest``
+    algo: str  # hashlib algorithm of ``digest``, or "git-blob-sha1" (the SHA-1 git names the file's blob by)
     digest: str  # hex digest, or its leading digits (torchvision's 8-digit file-name convention)
     zip_member: str | None = None
 
 
+GIT_BLOB_SHA1 = "git-blob-sha1"
+
+
 def file_digest(path: str | Path, algo: str) -> str:
-    h = hashlib.new(algo)
+    """Hex digest of a file; ``git-blob-sha1`` is ``sha1(b"blob <size>\\0" + content)``, what ``git ls-tree``
+    shows for a file in a repository, so a file committed to GitHub can be pinned without downloading it first."""
+    if algo == GIT_BLOB_SHA1:
+        h = hashlib.sha1(b"blob %d\0" % Path(path).stat().st_size)
+    else:
+        h = hashlib.new(algo)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)

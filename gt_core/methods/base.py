@@ -87,6 +87,11 @@ class Method:
         The train rule lists the present ones as inputs, so fetching one later re-trains. Default: none."""
         return []
 
+    def cell_inputs(self, cfg: dict[str, Any]) -> list[str]:
+        """Files beyond the cell that training and rendering read under hyper-parameters ``cfg``, relative to the
+        cell's parent ``results/{subject}/{D}s`` (the train/render rules list them as inputs). Default: none."""
+        return []
+
     def train_info(self, checkpoint: Path) -> dict[str, Any]:
         """Facts of a finished training run that a reader of ``train.json`` must see (e.g. which loss terms were
         active and why); recorded in ``train.json`` and its provenance. Default: none."""

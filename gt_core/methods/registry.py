@@ -24,6 +24,7 @@ class MethodEntry:
     marker: str = "o"  # figure marker
     gpus: int = 0  # GPUs per train/render job when the run may use CUDA (config `device` not `cpu`)
     learned: bool = True  # trained by optimisation (resume, learning tests); False for the non-learned floor
+    derived_from: str | None = None  # a row composed from another method's renders (no train/render jobs of its own)
 
     @property
     def style(self) -> dict[str, str]:
@@ -34,12 +35,24 @@ class MethodEntry:
 METHODS: dict[str, MethodEntry] = {
     "retrieval": MethodEntry("gt_core.methods.retrieval:RetrievalMethod", "Retrieval", "#7f7f7f", "o", learned=False),
     "ernerf": MethodEntry("gt_core.methods.ernerf.method:ERNeRFMethod", "ER-NeRF", "#0072B2", "s", gpus=1),
+    "synctalk": MethodEntry("gt_core.methods.synctalk.method:SyncTalkMethod", "SyncTalk", "#009E73", "^", gpus=1),
+    # SyncTalk's portrait evaluation copies ground-truth pixels outside the face: not comparable with the other rows
+    "synctalk-portrait": MethodEntry("gt_core.methods.synctalk.portrait:SyncTalkPortrait",
+                                     "SyncTalk (portrait)", "#CC79A7", "v",
+                                     learned=False, derived_from="synctalk"),
     "gaussiantalker": MethodEntry("gt_core.methods.gaussiantalker.method:GaussianTalkerMethod", "GaussianTalker",
                                   "#D55E00", "D", gpus=1),
 }
 
 
 LEARNED_METHODS = [name for name, entry in METHODS.items() if entry.learned]
+RENDERING_METHODS = [name for name, entry in METHODS.items() if entry.derived_from is None]  # train + render jobs
+DERIVED_METHODS = [name for name, entry in METHODS.items() if entry.derived_from is not None]
+
+
+def derived_from(name: str) -> str | None:
+    """The method whose renders row ``name`` is composed from (None for a method with its own train/render)."""
+    return _entry(name).derived_from
 
 
 def _entry(name: str) -> MethodEntry:
@@ -50,10 +63,16 @@ def _entry(name: str) -> MethodEntry:
 
 def check_methods(names: object, source: str = "config") -> None:
     """The config's ``methods``: every name registered (one-line error naming the key and the registered names)."""
-    unknown = [n for n in (names if isinstance(names, list) else [names]) if n not in METHODS]
+    names = names if isinstance(names, list) else [names]
+    unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise InputError(f"{source}: key 'methods'", f"unknown method {unknown[0]!r}",
                          f"use one of {', '.join(METHODS)} (gt_core/methods/registry.py)")
+    for n in names:
+        src = METHODS[n].derived_from
+        if src is not None and src not in names:
+            raise InputError(f"{source}: key 'methods'", f"{n!r} is composed from {src!r}'s renders",
+                             f"add {src!r} to methods (or drop {n!r})")
 
 
 def get_method(name: str) -> Method:

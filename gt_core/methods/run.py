@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import random
 import subprocess
@@ -129,4 +130,32 @@ def render_stage(cell_dir: str | Path, train_json: str | Path, out_npz: str | Pa
     assert np.array_equal(renders.frame_ids, cell.test.frame_ids), "renders must cover every test frame in order"
     renders.save(out_npz)
     log.info("rendered %d test frames at %.1f FPS", len(renders.head), renders.fps)
+    return renders
+
+
+def derive_stage(cell_dir: str | Path, method_name: str, source_train: str | Path, source_renders: str | Path,
+                 out_dir: str | Path, preset: str = "demo", overrides: dict | None = None) -> Renders:
+    """A derived row (:attr:`~gt_core.methods.registry.MethodEntry.derived_from`): its renders composed from the
+    source method's, and a ``train.json`` that is the source's record with the derivation added."""
+    from gt_core.methods.registry import derived_from
+
+    source_name = derived_from(method_name)
+    if source_name is None:
+        raise InputError(f"--method {method_name}", "not a derived row", "use gt-core train/render for it")
+    source_train, out_dir = Path(source_train), Path(out_dir)
+    record = json.loads(source_train.read_text())
+    if record.get("method") != source_name:
+        raise InputError(source_train, f"is {record.get('method')!r}'s record, {method_name} is composed from "
+                         f"{source_name!r}", f"pass results/.../{source_name}/train.json")
+    method = get_method(method_name)
+    cfg = method.resolve_config(preset, overrides)
+    cell = load_cell(cell_dir)
+    renders = method.derive(Renders.load(source_renders), cell, cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    renders.save(out_dir / "renders.npz")
+    checkpoint = os.path.relpath((source_train.parent / record["checkpoint"]).resolve(), out_dir.resolve())
+    save_json(out_dir / "train.json", {**record, "method": method_name, "checkpoint": checkpoint,
+                                       "derived_from": {"hyperparameters": cfg, "method": source_name, "train": str(source_train),
+                                                        "renders": str(source_renders), **renders.info}})
+    log.info("composed %s from %s: %d frames", method_name, source_name, len(renders.head))
     return renders

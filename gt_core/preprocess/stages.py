@@ -119,8 +119,10 @@ def landmarks_stage(frames_npy: str | Path, out_npz: str | Path, out_eyes: str |
 
 
 def pose_stage(landmarks_npz: str | Path, out_npz: str | Path, out_transforms: str | Path,
-               canonical_frames: range) -> None:
-    """Rigid head pose per frame against the canonical shape of the frames every cell trains on."""
+               canonical_frames: range, out_expression: str | Path | None = None) -> None:
+    """Rigid head pose per frame against the canonical shape of the frames every cell trains on; with
+    ``out_expression``, also the raw brow/blink measures ``[N, 7]`` in that head frame (the cell normalises them)."""
+    from gt_core.preprocess.expression import raw_expression
     from gt_core.preprocess.pose import fit_head_pose
 
     lms = Landmarks.load(landmarks_npz)
@@ -129,6 +131,8 @@ def pose_stage(landmarks_npz: str | Path, out_npz: str | Path, out_transforms: s
         pose.save(tmp)
     with atomic_path(out_transforms) as tmp:
         pose.write_transforms_json(tmp)
+    if out_expression is not None:
+        save_npy(out_expression, raw_expression(lms.interpolated(), pose.canonical, pose.focal, pose.cx, pose.cy))
     log.info("pose: focal %.1f px, mean reprojection error %.2f px", pose.focal, float(np.mean(pose.reproj_error_px)))
 
 
@@ -153,6 +157,45 @@ def audio_features_stage(wav: str | Path, probe_json: str | Path, name: str, out
         raise InputError(wav, f"holds {len(audio) / rate:.2f} s of audio, the video's {info.n_frames_25fps} frames "
                               f"need {expected:.2f} s", "delete it and re-run (the audio rule re-extracts it)")
     save_npy(out_npy, extract_audio_features(wav, name, info.n_frames_25fps, fps, model))
+
+
+# --- head-sync stabiliser (SyncTalk) -----------------------------------------------------------------------------
+def stabilise_stage(frames_npy: str | Path, landmarks_npz: str | Path, pose_npz: str | Path, out_npz: str | Path,
+                    out_transforms: str | Path, out_stats: str | Path, canonical_frames: int,
+                    preset: str = "fast") -> None:
+    """SyncTalk's head-sync stabiliser: keypoint tracks + bundle adjustment of the tracker's pose; the 3-D points are
+    fitted on the first ``canonical_frames`` frames only (:mod:`gt_core.preprocess.stabilise`)."""
+    import torch
+
+    from gt_core.preprocess.pose import HeadPose
+    from gt_core.preprocess.stabilise import PRESETS, stabilise_head_pose
+
+    for path in (frames_npy, landmarks_npz, pose_npz):
+        if not Path(path).exists():
+            raise InputError(path, "input of the stabiliser missing", "run the frames / landmarks / pose rules first")
+    if preset not in PRESETS:
+        raise InputError("stabilise --preset", f"unknown preset {preset!r}", f"use one of {sorted(PRESETS)}")
+    torch.set_num_threads(1)  # tiny tensors: threads cost more than they give
+    frames = np.asarray(np.load(frames_npy, mmap_mode="r"))
+    lms = Landmarks.load(landmarks_npz)
+    pose = HeadPose.load(pose_npz)
+    if not len(frames) == len(lms) == len(pose):
+        raise InputError(pose_npz, f"{len(frames)} frames, {len(lms)} landmark frames and {len(pose)} poses differ",
+                         "delete the subject's data directory and re-run snakemake")
+    res = stabilise_head_pose(frames, lms.interpolated().astype(np.float64), pose,
+                              min(int(canonical_frames), len(frames)), PRESETS[preset], what=frames_npy)
+    with atomic_path(out_npz) as tmp:
+        res.pose.save(tmp)
+    with atomic_path(out_transforms) as tmp:
+        res.pose.write_transforms_json(tmp)
+    save_json(out_stats, res.stats)
+    s = res.stats
+    log.info("stabilise: %d+%d tracks, keypoint error %.3f -> %.3f px, landmark reprojection %.3f -> %.3f px, "
+             "rotation jitter %.3f -> %.3f deg/frame, %.1f s", s["canonical_tracks"], s["late_tracks"],
+             s["canonical_keypoint_px_init"], s["canonical_keypoint_px_ba"], s["landmark_reprojection_px_before"],
+             s["landmark_reprojection_px_after"], s["rotation_jitter_deg_before"], s["rotation_jitter_deg_after"],
+             s["seconds"]["total_s"])
+# --- end head-sync stabiliser ------------------------------------------------------------------------------------
 
 
 def read_json(path: str | Path) -> dict:

@@ -43,6 +43,7 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from gt_core.methods import registry
 from gt_core.metrics.lmd import MAX_MISSED_FRACTION
 from gt_core.report.collect import (
     HIGHER_IS_BETTER,
@@ -56,7 +57,8 @@ from gt_core.report.collect import (
 )
 
 DECIMALS: dict[str, int] = {"psnr": 2, "ssim": 3, "lpips": 4, "lmd": 2}
-NOT_RANKED: tuple[str, ...] = ("synctalk-portrait",)  # pastes ground truth outside the face: shown, never bold
+# rows derived from another method's renders (SyncTalk's portrait pastes ground truth outside the face): shown, never bold
+NOT_RANKED: tuple[str, ...] = tuple(registry.DERIVED_METHODS)
 NOT_RANKED_NOTE = ("† pastes the ground-truth frame outside a blurred face mask (SyncTalk's portrait evaluation); "
                    "shown for reference, not ranked.")
 LONG_CSV_COLUMNS: tuple[str, ...] = (

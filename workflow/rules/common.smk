@@ -12,7 +12,7 @@ from gt_core.preprocess.audio_features import AUDIO_FEATURES
 from gt_core.preprocess.deepspeech import deepspeech_graph_path
 from gt_core.config import SplitSpec, config_hash, duration_label, validate_config
 from gt_core.nn.losses import vgg16_weights_path
-from gt_core.methods.registry import get_method, method_gpus as registry_method_gpus, validate_method_params
+from gt_core.methods.registry import derived_from, get_method, method_gpus as registry_method_gpus, validate_method_params
 
 # A --configfile that names its own subjects replaces the demo subject instead of being merged with it.
 for _path in reversed(getattr(workflow, "overwrite_configfiles", None) or []):
@@ -87,6 +87,24 @@ DEEPSPEECH_GRAPH = str(deepspeech_graph_path())  # DeepSpeech 0.1.0, $TENSORFLOW
 
 
 METHODS = list(config["methods"])
+NEVER = "(?!x)x"  # a regex that matches nothing (no method of that kind configured)
+RENDERING_RE = "|".join(re.escape(m) for m in METHODS if derived_from(m) is None) or NEVER  # train + render jobs
+DERIVED_RE = "|".join(re.escape(m) for m in METHODS if derived_from(m) is not None) or NEVER  # rule derive
+
+
+def method_cell_inputs(wildcards):
+    """Files beyond the cell that the method's train/render jobs read (e.g. SyncTalk's AVE features)."""
+    method = get_method(wildcards.method)
+    cfg = method.resolve_config(config["preset"], config["method_params"].get(wildcards.method))
+    return [f"results/{wildcards.subject}/{wildcards.duration}/{rel}" for rel in method.cell_inputs(cfg)]
+
+
+def derived_source(name):
+    """Input function: the file `name` of the method a derived row is composed from, in the same cell."""
+    def source(wildcards):
+        return f"results/{wildcards.subject}/{wildcards.duration}/{derived_from(wildcards.method)}/{name}"
+
+    return source
 
 
 # Threads of the torch-heavy jobs (train, render, evaluate). Snakemake exports a job's `threads` as OMP_NUM_THREADS
@@ -135,5 +153,29 @@ def report_targets():
     ]
 
 
+def ave_targets():
+    """SyncTalk's per-cell AVE (its held-out sync accuracy is reported per cell) whenever synctalk is configured,
+    also when its preset reads the cell's log-mel windows instead of the AVE features."""
+    if "synctalk" not in METHODS:
+        return []
+    return expand("results/{subject}/{duration}/ave/ave.json", subject=SUBJECTS, duration=DURATIONS)
+
+
 def all_targets():
-    return cell_targets() + metrics_targets() + report_targets()
+    return cell_targets() + metrics_targets() + ave_targets() + report_targets()
+
+
+# SyncTalk's audio-visual encoder (rule ave): the authors' audio tower when its file is on disk, else trained per cell.
+from gt_core.encoders.ave import synctalk_ave_path
+
+SYNCTALK_AVE_WEIGHTS = str(synctalk_ave_path())  # resources/weights/synctalk/ (rule download_synctalk_ave)
+
+
+def ave_weight_files(wildcards):
+    """The authors' AVE file when present: an input of `ave` (fetching it later re-runs the cells' AVE, which then
+    verifies its checksum and uses it instead of training one)."""
+    return [SYNCTALK_AVE_WEIGHTS] if Path(SYNCTALK_AVE_WEIGHTS).is_file() else []
+
+
+def ave_weights_arg(wildcards):
+    return f"--weights {SYNCTALK_AVE_WEIGHTS}" if Path(SYNCTALK_AVE_WEIGHTS).is_file() else ""

@@ -101,6 +101,7 @@ rule pose:
     output:
         pose="results/{subject}/data/pose.npz",
         transforms="results/{subject}/data/transforms.json",
+        expression="results/{subject}/data/expression.npy",
     params:
         canonical_frames=round(min(config["durations"]) * config["fps"]),
     log:
@@ -111,6 +112,30 @@ rule pose:
         "../../envs/environment.yaml"
     shell:
         "gt-core pose --landmarks {input} --out {output.pose} --transforms {output.transforms} "
+        "--expression {output.expression} "
+        "--canonical-frames {params.canonical_frames} > {log} 2>&1"
+
+
+rule stabilise:
+    input:
+        frames="results/{subject}/data/frames.npy",
+        landmarks="results/{subject}/data/landmarks.npz",
+        pose="results/{subject}/data/pose.npz",
+    output:
+        pose="results/{subject}/data/pose_stabilised.npz",
+        transforms="results/{subject}/data/transforms_stabilised.json",
+        stats="results/{subject}/data/pose_stabilised.json",
+    params:
+        canonical_frames=round(min(config["durations"]) * config["fps"]),
+    log:
+        "logs/{subject}/stabilise.log",
+    benchmark:
+        "results/{subject}/data/benchmarks/stabilise.tsv"
+    conda:
+        "../../envs/environment.yaml"
+    shell:
+        "gt-core stabilise --frames {input.frames} --landmarks {input.landmarks} --pose {input.pose} "
+        "--out {output.pose} --transforms {output.transforms} --stats {output.stats} "
         "--canonical-frames {params.canonical_frames} > {log} 2>&1"
 
 
@@ -158,12 +183,15 @@ rule cell:
         landmarks="results/{subject}/data/landmarks.npz",
         eyes="results/{subject}/data/eyes.npy",
         pose="results/{subject}/data/pose.npz",
+        pose_stabilised="results/{subject}/data/pose_stabilised.npz",
+        expression="results/{subject}/data/expression.npy",
         audio=f"results/{{subject}}/data/audio_{config['audio_features']}.npy",
     output:
         meta="results/{subject}/{duration}/cell/cell.json",
         plate="results/{subject}/{duration}/cell/plate.png",
         canonical="results/{subject}/{duration}/cell/canonical.npy",
         blink="results/{subject}/{duration}/cell/blink.npy",
+        expression="results/{subject}/{duration}/cell/expression.npy",
         preview="results/{subject}/{duration}/cell/preview.png",
     params:
         duration=duration_seconds,

@@ -38,3 +38,16 @@ rule download_deepspeech:
         "../../envs/environment.yaml"
     shell:
         "gt-core download-weights --model deepspeech --out {output} > {log} 2>&1"
+
+
+rule download_synctalk_ave:
+    output:
+        SYNCTALK_AVE_WEIGHTS,
+    localrule: True
+    retries: 2
+    log:
+        "logs/download_synctalk_ave.log",
+    conda:
+        "../../envs/environment.yaml"
+    shell:
+        "gt-core download-weights --model synctalk-ave --out {output} > {log} 2>&1"

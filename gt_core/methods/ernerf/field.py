@@ -23,6 +23,14 @@ Checked against Fictionarry/ER-NeRF @0cf72d8 (``git show HEAD:<file>``):
   (AdamW, betas (0, 0.99)); shencoder/src/shencoder.cu (SH basis order and signs, checked equal to
   gt_core.render.sh's for unit directions).
 
+SyncTalk's field (ZiqiaoPeng/SyncTalk nerf_triplane/network.py) is this one with two switches, checked there:
+``audio_net="ave"`` — the per-frame audio net is ``AudioNet_ave`` (:120-137, an MLP 512→256→128→32 on the AVE
+feature) instead of AudioNet (:188 ``asr_model == 'ave'``); ``eye_dim=7, eye_gate="linear", eye_att_hidden=64`` —
+``--bs_area upper`` gives ``eye_att_net = MLP(36, 7, 64, 2)`` (:213-216) and ``density`` multiplies the 7 values by
+its output without a sigmoid (:377-378), returning ``‖eye_att‖`` as ``ambient_eye`` (:393; for ER-NeRF's one
+sigmoid value the norm is the value itself, so one formula serves both). The rest (planes, sigma/colour/unc/att
+nets, codes, groups) is ER-NeRF's unchanged.
+
 Deviations (and why):
 
 1. World points (metres, our camera frame) are mapped into the tri-plane through ``cfg.aabb``; the original hashes
@@ -80,6 +88,8 @@ ADAMW_DEFAULT_WEIGHT_DECAY = 0.01  # torch.optim.AdamW default; the encoder grou
 DEFAULT_LR_GRID = 1e-2  # main.py:29
 DEFAULT_LR_NET = 1e-3  # main.py:30
 UNIT_DIR_TOL = 1e-2
+EYE_GATES = ("sigmoid", "linear")
+AUDIO_NETS = ("conv", "ave")
 
 
 @dataclass
@@ -94,7 +104,10 @@ class HeadFieldConfig:
     log2_hashmap_size: int = 14
     dim_aud: int = 32
     audio_context: int = 8
+    audio_net: str = "conv"  # per-frame audio net: "conv" (AudioNet on [16, C] windows) or "ave" (SyncTalk's MLP)
     use_eye: bool = True
+    eye_dim: int = 1  # expression values per frame (1: ER-NeRF's AU45 blink; 7: SyncTalk's brows and blinks)
+    eye_gate: str = "sigmoid"  # the expression attention's output: "sigmoid" (ER-NeRF) or "linear" (SyncTalk)
     n_codes: int = 10000  # ind_num; must cover the training frames
     code_dim: int = 4
     sigma_hidden: int = 64
@@ -121,7 +134,7 @@ class HeadFieldConfig:
         self.aabb = box  # type: ignore[assignment]
         positive = ("n_levels", "features_per_level", "base_resolution", "log2_hashmap_size", "dim_aud",
                     "audio_context", "n_codes", "code_dim", "sigma_hidden", "sigma_layers", "geo_dim",
-                    "color_hidden", "color_layers", "att_hidden", "eye_att_hidden", "unc_hidden")
+                    "color_hidden", "color_layers", "att_hidden", "eye_att_hidden", "unc_hidden", "eye_dim")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -131,6 +144,10 @@ class HeadFieldConfig:
             fail("finest_resolution", "a finite number >= base_resolution")
         if not isinstance(self.use_eye, bool):
             fail("use_eye", "a bool")
+        if self.eye_gate not in EYE_GATES:
+            fail("eye_gate", f"one of {EYE_GATES}")
+        if self.audio_net not in AUDIO_NETS:
+            fail("audio_net", f"one of {AUDIO_NETS}")
         if not isinstance(self.world_scale, (int, float)) or not 0 < self.world_scale < math.inf:
             fail("world_scale", "a finite number > 0")
         if self.sh_bands not in (1, 4, 9, 16):
@@ -147,7 +164,7 @@ class FieldOutput(NamedTuple):
     sigma: Tensor  # [P] density, > 0
     rgb: Tensor  # [P, 3] in [-0.001, 1.001]
     ambient_aud: Tensor  # [P] ‖audio attention‖₂
-    ambient_eye: Tensor  # [P] eye gate sigmoid (zeros without the eye branch)
+    ambient_eye: Tensor  # [P] ‖expression attention‖₂ (the sigmoid gate for one value; zeros without the branch)
     uncertainty: Tensor  # [P] softplus(unc) or log 2 when off
 
 
@@ -176,12 +193,12 @@ class ERNeRFHead(nn.Module):
         if not isinstance(audio_dim, int) or isinstance(audio_dim, bool) or audio_dim < 1:
             raise ValueError(f"audio_dim must be an int >= 1, got {audio_dim!r}")
         self.cfg, self.audio_dim = cfg, audio_dim
-        self.audio = AudioEncoder(audio_dim, cfg.dim_aud, cfg.audio_context)  # .net = AudioNet, .att = AudioAttNet
+        self.audio = AudioEncoder(audio_dim, cfg.dim_aud, cfg.audio_context, net=cfg.audio_net)  # .net, .att
         self.encoder = TriPlaneHash(cfg.triplane_config())
         f = self.feat_dim = self.encoder.out_dim  # 36 by default
-        eye_dim = 1 if cfg.use_eye else 0
+        eye_dim = cfg.eye_dim if cfg.use_eye else 0
         self.aud_ch_att_net = mlp(f, cfg.dim_aud, cfg.att_hidden, 2)
-        self.eye_att_net = mlp(f, 1, cfg.eye_att_hidden, 2)
+        self.eye_att_net = mlp(f, cfg.eye_dim, cfg.eye_att_hidden, 2)
         self.sigma_net = mlp(f + cfg.dim_aud + eye_dim, 1 + cfg.geo_dim, cfg.sigma_hidden, cfg.sigma_layers)
         self.color_net = mlp(cfg.sh_bands + cfg.geo_dim + cfg.code_dim, 3, cfg.color_hidden, cfg.color_layers)
         self.unc_net = mlp(f, 1, cfg.unc_hidden, 2)
@@ -189,9 +206,9 @@ class ERNeRFHead(nn.Module):
 
     # -- pieces ---------------------------------------------------------------------------------------------------
     def encode_audio(self, audio_ctx: Tensor) -> Tensor:
-        """``[B, audio_context, 16, C]`` feature windows → ``[B, dim_aud]`` audio codes."""
+        """``[B, audio_context, W, C]`` feature windows (W = 16 for ``conv``, 1 for ``ave``) → ``[B, dim_aud]``."""
         cfg = self.cfg
-        expected = f"[B, {cfg.audio_context}, 16, {self.audio_dim}]"
+        expected = f"[B, {cfg.audio_context}, W, {self.audio_dim}]"
         assert audio_ctx.ndim == 4 and audio_ctx.shape[1] == cfg.audio_context and \
             audio_ctx.shape[3] == self.audio_dim, f"audio_ctx must be {expected}, got {tuple(audio_ctx.shape)}"
         code = self.audio(audio_ctx)  # [B, dim_aud]
@@ -204,10 +221,13 @@ class ERNeRFHead(nn.Module):
         return self.encoder(points)  # [P, 36]
 
     def region_attention(self, feat: Tensor) -> tuple[Tensor, Tensor]:
-        """``feat [P, 36]`` → audio channel weights ``[P, dim_aud]`` (linear) and eye gate ``[P, 1]`` (sigmoid)."""
+        """``feat [P, 36]`` → audio channel weights ``[P, dim_aud]`` (linear) and expression attention
+        ``[P, eye_dim]`` (sigmoid for ER-NeRF's gate, linear for SyncTalk's)."""
         assert feat.ndim == 2 and feat.shape[1] == self.feat_dim, tuple(feat.shape)
         att = self.aud_ch_att_net(feat)  # [P, dim_aud]
-        eye_att = torch.sigmoid(self.eye_att_net(feat))  # [P, 1]
+        eye_att = self.eye_att_net(feat)  # [P, eye_dim]
+        if self.cfg.eye_gate == "sigmoid":
+            eye_att = torch.sigmoid(eye_att)
         return att, eye_att
 
     def individual_code(self, code_index: int | Tensor | None) -> Tensor:
@@ -235,16 +255,20 @@ class ERNeRFHead(nn.Module):
         """σ [P], geo [P, geo_dim], ambient_aud [P], ambient_eye [P] from the spatial feature."""
         cfg, p = self.cfg, feat.shape[0]
         code = self._per_point(audio_code, p, cfg.dim_aud, "audio_code")  # [P, dim_aud]
-        att, eye_att = self.region_attention(feat)  # [P, dim_aud], [P, 1]
+        att, eye_att = self.region_attention(feat)  # [P, dim_aud], [P, eye_dim]
         parts = [feat, code * att]
         if cfg.use_eye:
             if eye is None:
                 raise ValueError("eye is required when HeadFieldConfig.use_eye is True")
+            k = cfg.eye_dim
             eye = torch.as_tensor(eye, dtype=feat.dtype, device=feat.device)
-            assert eye.ndim == 0 or eye.shape == (p,), f"eye must be [] or [{p}], got {tuple(eye.shape)}"
-            e = eye.reshape(-1, 1).expand(p, 1)  # [P, 1]
+            if k == 1:  # [] or [P]
+                assert eye.ndim == 0 or eye.shape == (p,), f"eye must be [] or [{p}], got {tuple(eye.shape)}"
+            else:  # [eye_dim] or [P, eye_dim]
+                assert eye.shape in ((k,), (p, k)), f"eye must be [{k}] or [{p}, {k}], got {tuple(eye.shape)}"
+            e = eye.reshape(-1, k).expand(p, k)  # [P, eye_dim]
             parts.append(e * eye_att)
-            ambient_eye = eye_att[:, 0]  # [P]
+            ambient_eye = eye_att.norm(dim=-1)  # [P] (= the gate itself for one sigmoid value)
         else:
             ambient_eye = feat.new_zeros(p)
         h = self.sigma_net(torch.cat(parts, dim=-1))  # [P, 1 + geo_dim]

@@ -35,6 +35,7 @@ JITTER_EPS = 1e-3  # points jittered by U(−1e-3, 1e-3), U:862 (metres here; th
 JITTER_WEIGHT = 1e-5  # times sf, U:867
 JITTER_INTERVAL = 16  # applied when global_step % 16 == 0, U:860
 JITTER_TERMS = ("uncertainty", "ambient_aud", "ambient_eye")  # U:869-874 (each behind its loss flag, all on by default)
+CRITERIA = ("mse", "l1")
 
 
 def step_factor(global_step: int, iters: int) -> float:
@@ -51,17 +52,27 @@ def _check_factor(sf: float) -> None:
     assert 0.0 <= float(sf) <= 1.0, f"step_factor must be in [0, 1], got {sf}"
 
 
+def photometric(pred: Tensor, target: Tensor, criterion: str = "mse") -> Tensor:
+    """Per-ray photometric error ``[R]``: the mean over RGB of ``(pred − target)²`` (ER-NeRF's MSELoss, M:172) or
+    ``|pred − target|`` (SyncTalk's L1Loss, its main.py:172)."""
+    assert criterion in CRITERIA, criterion
+    diff = pred - target
+    return (diff ** 2 if criterion == "mse" else diff.abs()).mean(dim=-1)
+
+
 def uncertainty_photometric(pred: Tensor, target: Tensor, uncertainty: Tensor, face_mask: Tensor,
-                            step_factor: float) -> Tensor:
+                            step_factor: float, criterion: str = "mse", beta_weight: float = 1.0,
+                            static_weight: float = UNC_STATIC_WEIGHT) -> Tensor:
     """Per-ray photometric loss with ER-NeRF's uncertainty terms (U:763, 775-792); returns ``[R]`` (not averaged).
 
-    With ``mse = mean_rgb((pred − target)²)``, ``u = uncertainty``, ``β = u + 1``, ``w = softmax(u) · R`` (over the
-    rays, detached)::
+    With ``e = photometric(pred, target, criterion)``, ``u = uncertainty``, ``β = u + 1``, ``w = softmax(u) · R``
+    (over the rays, detached)::
 
-        loss = mse · (0.2 + 0.8 · clamp((1 − sf) + sf · w, 0, 10))
-             + sf · (‖pred − target‖₂.detach() / (2 β²) + (log β)² / 2) · face
-             + 1e-3 · sf · u · (not face)
+        loss = e · (0.2 + 0.8 · clamp((1 − sf) + sf · w, 0, 10))
+             + beta_weight · sf · (‖pred − target‖₂.detach() / (2 β²) + (log β)² / 2) · face
+             + static_weight · sf · u · (not face)
 
+    ER-NeRF: MSE, ``beta_weight`` 1, ``static_weight`` 1e-3; SyncTalk (its utils.py:816-833): L1, 0.01 and 0.01.
     Only the β terms and the static term send gradient into ``u``; the reweighting is a constant.
     """
     assert pred.ndim == 2 and pred.shape[1] == 3 and target.shape == pred.shape, (tuple(pred.shape),
@@ -72,7 +83,7 @@ def uncertainty_photometric(pred: Tensor, target: Tensor, uncertainty: Tensor, f
     assert face_mask.dtype == torch.bool, face_mask.dtype
     _check_factor(step_factor)
     sf = float(step_factor)
-    mse = ((pred - target) ** 2).mean(dim=-1)  # [R]
+    err_c = photometric(pred, target, criterion)  # [R]
     w = (torch.softmax(uncertainty, dim=-1) * n_rays).detach()  # [R]
     reweight = UNC_FLOOR + (1.0 - UNC_FLOOR) * ((1.0 - sf) + sf * w).clamp(0.0, UNC_WEIGHT_MAX)  # [R]
     beta = uncertainty + UNC_BETA_OFFSET  # [R]
@@ -80,7 +91,7 @@ def uncertainty_photometric(pred: Tensor, target: Tensor, uncertainty: Tensor, f
     face = face_mask.to(pred.dtype)
     loss_beta = (err / (2.0 * beta ** 2) + torch.log(beta) ** 2 / 2.0) * face  # [R]
     loss_static = uncertainty * (1.0 - face)  # [R]
-    return mse * reweight + sf * loss_beta + UNC_STATIC_WEIGHT * sf * loss_static
+    return err_c * reweight + beta_weight * sf * loss_beta + static_weight * sf * loss_static
 
 
 def alpha_entropy(alpha: Tensor) -> Tensor:
@@ -118,6 +129,26 @@ def ambient_penalties(amb_aud: Tensor, amb_eye: Tensor, face_mask: Tensor, step_
     return aud_term, eye_term
 
 
+def lower_face_penalties(amb_aud: Tensor, amb_eye: Tensor, lower_face: Tensor, step_factor: float,
+                         lambda_amb: float = LAMBDA_AMB) -> tuple[Tensor, Tensor]:
+    """SyncTalk's masked attention penalties (its utils.py:882-897), already weighted; each ``[]``::
+
+        aud_term = λ · mean(amb_aud · (not lower_face))   # audio must not move anything above / beside the lower face
+        eye_term = λ · mean(amb_eye · lower_face)         # the expression must not move the lower face
+
+    with ``λ = sf · lambda_amb`` and ``lower_face`` the rays inside the frame's lower-face box (from the nose tip
+    down to the chin, across the face). ER-NeRF's version is :func:`ambient_penalties`.
+    """
+    n_rays = amb_aud.shape[0]
+    for name, value in (("amb_aud", amb_aud), ("amb_eye", amb_eye), ("lower_face", lower_face)):
+        _check_rays(name, value, n_rays)
+    assert lower_face.dtype == torch.bool, lower_face.dtype
+    _check_factor(step_factor)
+    lam = float(step_factor) * lambda_amb
+    low = lower_face.to(amb_aud.dtype)
+    return lam * (amb_aud * (1.0 - low)).mean(), lam * (amb_eye * low).mean()
+
+
 def ray_sums(values: Tensor, ray_ids: Tensor, n_rays: int) -> Tensor:
     """Unweighted per-ray sums of packed per-sample values: ``out[r] = Σ_{s: ray_ids[s] = r} values[s]`` → ``[R]``.
 
@@ -133,14 +164,15 @@ def ray_sums(values: Tensor, ray_ids: Tensor, n_rays: int) -> Tensor:
 
 
 def jitter_smoothness(field_fn: Callable[[Tensor], object], points: Tensor, eps: float = JITTER_EPS,
-                      generator: torch.Generator | None = None, terms: tuple[str, ...] = JITTER_TERMS) -> Tensor:
+                      generator: torch.Generator | None = None, terms: tuple[str, ...] = JITTER_TERMS,
+                      criterion: str = "mse") -> Tensor:
     """Spatial smoothness of the side outputs (U:860-876); ``[]``, unweighted.
 
     ``field_fn(points [P, 3])`` returns an object with ``[P]`` attributes ``uncertainty``, ``ambient_aud``,
     ``ambient_eye`` (e.g. a bound :class:`~gt_core.methods.ernerf.field.ERNeRFHead` call with the step's
     directions, *detached* audio code and individual code, and eye value, as the original). It is run once at
     ``points`` without gradient and once at ``points + U(−eps, eps)``; the result is the sum over ``terms`` of the
-    MSEs between the two. The original adds ``JITTER_WEIGHT · sf ·`` this every ``JITTER_INTERVAL`` steps.
+    errors (the method's criterion: MSE for ER-NeRF, L1 for SyncTalk, U:865-874) between the two. The original adds ``JITTER_WEIGHT · sf ·`` this every ``JITTER_INTERVAL`` steps.
     """
     assert points.ndim == 2 and points.shape[1] == 3, f"points must be [P, 3], got {tuple(points.shape)}"
     unknown = set(terms) - set(JITTER_TERMS)
@@ -154,5 +186,5 @@ def jitter_smoothness(field_fn: Callable[[Tensor], object], points: Tensor, eps:
     for name in terms:
         a, b = getattr(ref, name), getattr(jit, name)
         assert a.shape == b.shape == (points.shape[0],), (name, tuple(a.shape), tuple(b.shape))
-        total = total + ((a - b) ** 2).mean()
+        total = total + ((a - b) ** 2 if criterion == "mse" else (a - b).abs()).mean()
     return total

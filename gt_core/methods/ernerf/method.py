@@ -162,7 +162,7 @@ class ERNeRFMethod(Method):
 
     def train(self, cell: CellData, cfg: dict[str, Any], out_dir: Path, device: torch.device,
               stop_after: int | None = None) -> Path:
-        return T.train(cell, cfg, out_dir, device, stop_after)
+        return T.train(cell, cfg, out_dir, device, stop_after, self.name)
 
     def weight_files(self) -> list[Path]:
         """The AlexNet backbone of the lip stage's LPIPS term (``snakemake download_weights``)."""
@@ -178,9 +178,10 @@ class ERNeRFMethod(Method):
     def render(self, checkpoint: Path, cell: CellData, device: torch.device | None = None) -> Renders:
         device = torch.device(device or "cpu")
         model, ckpt = T.load_checkpoint(checkpoint, device)
-        check_fits_cell(checkpoint, ckpt, model.audio_dim, cell)
         tc = T.TrainConfig.from_dict(ckpt["train_config"])
-        data = FrameData(cell, "test", device, model.head.cfg.audio_context)
+        data = T.frame_data(cell, "test", device, model.mcfg, tc.head_pose)
+        check_fits_cell(checkpoint, ckpt, model.audio_dim, cell, data.audio_ctx.shape[-1])
+        eyes = T.eye_values(data, model.mcfg)  # [N] or [N, 7]
         h, w = cell.height, cell.width
         coords = torso_pixel_coords(h, w, device)  # [H·W, 2]
         plate = torch.from_numpy(np.ascontiguousarray(cell.plate)).to(device).reshape(-1, 3).float() / 255.0
@@ -192,7 +193,7 @@ class ERNeRFMethod(Method):
         for k in range(data.n):
             origins, dirs = camera_rays(data.cameras[k])
             bg = FrameData.image(data.backgrounds[k:k + 1])[0].permute(1, 2, 0).reshape(-1, 3)
-            colour, alpha = render_head_image(model.head, origins, dirs, codes[k], data.eye[k], model.n_steps,
+            colour, alpha = render_head_image(model.head, origins, dirs, codes[k], eyes[k], model.n_steps,
                                               model.grid, tc.render_chunk, model.t_thresh, model.min_near)
             torso_bg, _ = render_torso(model.torso, model.torso_grid, coords, data.c2w[k], None, plate)
             heads.append(over(colour, alpha, bg))

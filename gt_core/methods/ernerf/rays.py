@@ -21,6 +21,7 @@ class FrameRays:
         fs = getattr(cell, which)
         self.face_boxes = torch.from_numpy(fs.face_boxes).to(self.device)  # [N, 4] x0 y0 x1 y1
         self.mouth_boxes = torch.from_numpy(fs.mouth_boxes).to(self.device)  # [N, 4]
+        self.lower_face_boxes = torch.from_numpy(fs.lower_face_boxes).to(self.device)  # [N, 4]
         self.head_masks = torch.from_numpy(np.ascontiguousarray(fs.labels == LABEL_HEAD)).to(self.device)  # [N,H,W]
         self.coords = torso_pixel_coords(self.height, self.width, self.device)  # [H·W, 2] (row, col) in [-1, 1]
         self.plate_px = torch.from_numpy(np.ascontiguousarray(cell.plate)).to(self.device).reshape(-1, 3)  # u8
@@ -78,7 +79,13 @@ class FrameRays:
         return self.plate_px[idx].float() / 255.0
 
     def in_face_box(self, i: int, idx: Tensor) -> Tensor:
-        x0, y0, x1, y1 = self.face_boxes[i]
+        return self._in_box(self.face_boxes[i], idx)
+
+    def in_lower_face_box(self, i: int, idx: Tensor) -> Tensor:
+        return self._in_box(self.lower_face_boxes[i], idx)
+
+    def _in_box(self, box: Tensor, idx: Tensor) -> Tensor:
+        x0, y0, x1, y1 = box
         col, row = (idx % self.width).float() + 0.5, (idx // self.width).float() + 0.5
         return (col >= x0) & (col <= x1) & (row >= y0) & (row <= y1)
 

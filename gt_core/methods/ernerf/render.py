@@ -36,7 +36,8 @@ def render_head_rays(head: ERNeRFHead, origins: Tensor, dirs: Tensor, background
                      use_uncertainty: bool = True) -> HeadRays:
     """Rays ``origins``/``dirs`` [R, 3] (unit dirs) over ``background`` [R, 3] through the head field.
 
-    ``audio_code`` is ``[dim_aud]`` (all rays) or ``[R, dim_aud]``; ``eye`` ``[]`` or ``[R]``; ``code_index`` an int,
+    ``audio_code`` is ``[dim_aud]`` (all rays) or ``[R, dim_aud]``; ``eye`` ``[]`` or ``[R]`` (``[eye_dim]`` or ``[R, eye_dim]`` for
+    several expression values); ``code_index`` an int,
     None, or an ``[R]`` long tensor: per-ray values are handed to each ray's samples.
     The ambient sums run over each ray's samples up to its termination, as the original's training kernel sums them
     (``kernel_composite_rays_train_uncertainty_forward``: ``amb += ambient`` inside the loop that breaks once
@@ -48,7 +49,8 @@ def render_head_rays(head: ERNeRFHead, origins: Tensor, dirs: Tensor, background
     s = sample_along_rays(near, far, n_steps, grid, jitter, origins=origins, dirs=dirs)
     sample_dirs = dirs[s.ray_ids]  # [S, 3]
     code = _to_samples(audio_code, 2, r, s.ray_ids)  # [dim_aud] or [S, dim_aud]
-    out = head(s.points, sample_dirs, code, _to_samples(eye, 1, r, s.ray_ids),
+    eye_ndim = 1 if head.cfg.eye_dim == 1 else 2  # a per-ray eye value is [R] (one value) or [R, eye_dim]
+    out = head(s.points, sample_dirs, code, _to_samples(eye, eye_ndim, r, s.ray_ids),
                _to_samples(code_index, 1, r, s.ray_ids), use_uncertainty)
     channels = torch.cat([out.rgb, out.uncertainty[:, None]], dim=1)  # [S, 4]
     bg = torch.cat([background, background.new_zeros(r, 1)], dim=1)  # [R, 4]

@@ -54,6 +54,12 @@ Deviations (each with its reason):
   The original's step takes 65,536 rays of one frame; with AdamW's β1 = 0 each update is then that one frame's
   audio code's gradient alone, which a 100,000-step run averages out and a 600-step one does not. The jitter term
   is evaluated with the first frame's values: the outputs it smooths (uncertainty, ambient) do not depend on them.
+* SyncTalk's switches (each off, i.e. ER-NeRF's, by default; ``gt_core.methods.synctalk`` sets them, with refs):
+  ``criterion`` (``l1``: the photometric, lip and jitter terms use L1), ``unc_beta_weight`` / ``unc_static_weight``
+  (0.01 / 0.01), ``ambient_masks`` (``lower_face``: :func:`~gt_core.methods.ernerf.losses.lower_face_penalties`),
+  ``head_pose`` (``stabilised``: the head-sync stabiliser's cameras, usable by ER-NeRF too, so its effect can be
+  measured apart), and in :class:`~gt_core.methods.ernerf.model.ModelConfig` ``audio_source`` (``ave``) and
+  ``expression`` (``upper_face``). The lip-stage LPIPS terms are the same in both originals.
 * ``opacity_weight`` (0 = the original: no such term): head and lip steps may add ``w · mean((α − m)²)`` with ``m``
   the ray's pixel in the segmentation's head label, for budgets too short for the alpha entropy to make the head
   opaque. Measured in ``method.py``; no preset sets it.
@@ -69,16 +75,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gt_core.data.cell import CellData
+from gt_core.data.cell import CellData, ave_features_path
+from gt_core.errors import InputError
 from gt_core.engine.batches import batch_indices
-from gt_core.engine.frames import FrameData
+from gt_core.engine.frames import HEAD_POSES, FrameData
 from gt_core.engine.loop import CKPT_FINAL, CKPT_LATEST, LOG_NAME, Program, TrainingInterrupted, run_program
 from gt_core.engine.schedules import power_decay
 from gt_core.engine.state import load_model_checkpoint
 from gt_core.methods.base import known_fields
 from gt_core.methods.ernerf import losses as L
 from gt_core.methods.ernerf.field import HeadFieldConfig
-from gt_core.methods.ernerf.model import ERNeRFModel, build_model, model_record, new_model
+from gt_core.methods.ernerf.model import ERNeRFModel, ModelConfig, build_model, model_record, new_model
 from gt_core.methods.ernerf.render import HeadRays, render_head_rays
 from gt_core.methods.ernerf.rays import FrameRays
 from gt_core.methods.ernerf.torso import anchor_loss, render_torso
@@ -86,6 +93,7 @@ from gt_core.methods.ernerf.torso import anchor_loss, render_torso
 log = logging.getLogger(__name__)
 
 STAGES = ("head", "lips", "torso")
+AMBIENT_MASKS = ("face", "lower_face")
 OPTIMISER_OF = {"head": "head", "lips": "head", "torso": "torso"}  # the stage -> whose optimiser it steps
 FORMAT = "ernerf-v1"
 __all__ = ["CKPT_FINAL", "CKPT_LATEST", "LOG_NAME", "TrainingInterrupted", "ERNeRFProgram", "train", "TrainConfig"]
@@ -119,6 +127,11 @@ class TrainConfig:
     lip_frames: int = 1  # frames whose lip squares one lip-square step trains on (1 = the original)
     lip_square_rays: int = 0  # without the LPIPS term: a lip-square step's rays, drawn in its frames' squares (0: all)
     frames_per_step: int = 1  # frames a head / patch step splits its num_rays over (1 = the original)
+    criterion: str = "mse"  # photometric error per ray: "mse" (ER-NeRF) or "l1" (SyncTalk)
+    unc_beta_weight: float = 1.0  # weight of the uncertainty β terms (ER-NeRF 1; SyncTalk 0.01)
+    unc_static_weight: float = 1e-3  # weight of the off-face uncertainty term (ER-NeRF 1e-3; SyncTalk 0.01)
+    ambient_masks: str = "face"  # attention penalties: "face" (ER-NeRF's) or "lower_face" (SyncTalk's)
+    head_pose: str = "tracker"  # cameras: "tracker" (the pose rule's) or "stabilised" (the head-sync stabiliser's)
     checkpoint_every: int = 1000
     render_chunk: int = 8192
 
@@ -130,6 +143,9 @@ class TrainConfig:
         if 0 < self.lip_square_rays < self.lip_frames:
             raise ValueError(f"TrainConfig.lip_square_rays ({self.lip_square_rays}) must be 0 or at least lip_frames "
                              f"({self.lip_frames}): each frame draws lip_square_rays // lip_frames rays")
+        for name, allowed in (("criterion", L.CRITERIA), ("ambient_masks", AMBIENT_MASKS), ("head_pose", HEAD_POSES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.frames_per_step > self.num_rays:
             raise ValueError(f"TrainConfig.frames_per_step ({self.frames_per_step}) must not exceed num_rays "
                              f"({self.num_rays})")
@@ -151,6 +167,7 @@ class StepRays(NamedTuple):
     code_index: int | Tensor | None  # the individual code(s): an int or None (one frame) or [R]
     counts: list[int]  # rays per frame, in frame order
     shapes: list[tuple[int, int, int] | None]  # per frame: the (B, h, w) layout of its rays (lip stage)
+    lower_face: Tensor  # [R] bool, inside the frame's lower-face box (SyncTalk's attention masks)
 
 
 class ERNeRFProgram(Program):
@@ -166,7 +183,9 @@ class ERNeRFProgram(Program):
         self.cell, self.device, self.cfg = cell, torch.device(device), dict(cfg)
         self.tc = TrainConfig.from_dict(cfg)
         self.seed, self.checkpoint_every = self.tc.seed, self.tc.checkpoint_every
-        self.data = FrameData(cell, "train", self.device, HeadFieldConfig.audio_context)
+        self.mcfg = ModelConfig.from_dict(cfg)
+        self.data = frame_data(cell, "train", self.device, self.mcfg, self.tc.head_pose)
+        self.eyes = eye_values(self.data, self.mcfg)  # [N] or [N, 7]
         self.rays = FrameRays(self.data, cell)
         self.plate = torch.from_numpy(np.ascontiguousarray(cell.plate)).to(self.device).float() / 255.0  # [H,W,3]
         self.model: ERNeRFModel | None = None
@@ -179,7 +198,8 @@ class ERNeRFProgram(Program):
 
     # ----------------------------------------------------------------------------------------- model lifecycle
     def start(self) -> None:
-        self.model = new_model(self.cell, self.cfg, self.device)
+        self.model = new_model(self.cell, self.cfg, self.device, self.data.audio_ctx[:, self.data.audio_ctx.shape[1] // 2]
+                               .cpu().numpy())
         self._prepare()
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -198,7 +218,7 @@ class ERNeRFProgram(Program):
             if self.tc.iterations_lips > 0 and self.tc.lip_square_rays > 0:
                 self.lpips_status += (f"; lip-square steps draw {self.tc.lip_square_rays} rays from "
                                       f"{self.tc.lip_frames} frames' lip squares")
-        log.info("ernerf: %s", self.lpips_status)
+        log.info("%s: %s", self.name, self.lpips_status)
 
     def begin_stage(self, stage: str, ckpt: dict[str, Any] | None) -> None:
         m, owner = self.model, OPTIMISER_OF[stage]
@@ -245,15 +265,16 @@ class ERNeRFProgram(Program):
         step = self._step_rays(stage, frames, rect)
         out, target, face = step.out, step.target, step.face
         terms: dict[str, Any] = {"lpips": None, "unc": None, "smooth": None, "anchor": None, "opacity": None}
-        mse = ((out.rgb - target) ** 2).mean(dim=-1)  # [R]
-        terms["mse"] = float(mse.mean().detach())
+        err = L.photometric(out.rgb, target, tc.criterion)  # [R]
+        terms["mse"] = float(((out.rgb - target) ** 2).mean().detach())
         if stage == "head" and tc.unc_loss:
             sf = L.step_factor(it, tc.iterations_head)
-            per_ray = L.uncertainty_photometric(out.rgb, target, out.uncertainty, face, sf)
+            per_ray = L.uncertainty_photometric(out.rgb, target, out.uncertainty, face, sf, tc.criterion,
+                                                tc.unc_beta_weight, tc.unc_static_weight)
             terms["unc"] = float(out.uncertainty.mean().detach())
         else:
             sf = L.step_factor(tc.iterations_head + it, tc.iterations_head + tc.iterations_lips)
-            per_ray = mse
+            per_ray = err
         loss = per_ray.mean()
         if stage == "lips" and self.lpips is not None:
             rgbs, targets = out.rgb.split(step.counts), target.split(step.counts)
@@ -265,7 +286,10 @@ class ERNeRFProgram(Program):
             loss = loss + tc.opacity_weight * opacity
             terms["opacity"] = float(opacity.detach())
         entropy = L.alpha_entropy(out.alpha)
-        aud, eye_term = L.ambient_penalties(out.ambient_aud, out.ambient_eye, face, sf, m.n_steps)
+        if tc.ambient_masks == "lower_face":
+            aud, eye_term = L.lower_face_penalties(out.ambient_aud, out.ambient_eye, step.lower_face, sf)
+        else:
+            aud, eye_term = L.ambient_penalties(out.ambient_aud, out.ambient_eye, face, sf, m.n_steps)
         loss = loss + L.ENTROPY_WEIGHT * entropy + aud + eye_term
         terms.update(entropy=float(entropy.detach()), amb_aud=float(aud.detach()), amb_eye=float(eye_term.detach()))
         if stage == "head" and (it - 1) % tc.extra_interval == 0 and out.points.shape[0] > 0:
@@ -274,7 +298,7 @@ class ERNeRFProgram(Program):
             code_d, eye, ci = step.code.detach(), step.eye, step.code_index
             if len(step.counts) > 1:  # per-ray values; the jittered outputs (uncertainty, ambient) do not depend on
                 code_d, eye, ci = code_d[0], eye[0], (None if ci is None else ci[0])  # them: the first ray's
-            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, eye, ci), pts)
+            smooth = L.jitter_smoothness(lambda p: m.head(p, dirs_s, code_d, eye, ci), pts, criterion=tc.criterion)
             loss = loss + L.JITTER_WEIGHT * sf * smooth
             terms["smooth"] = float(smooth.detach())
         return loss, terms
@@ -283,7 +307,8 @@ class ERNeRFProgram(Program):
         """The step's rays of ``frames`` (one frame unless ``lip_frames`` / ``frames_per_step`` > 1) through the head
         in one pass, each ray with its frame's audio code, noisy eye value and individual code."""
         tc, m, data = self.tc, self.model, self.data
-        eyes = [data.eye[j] + (torch.rand((), device=self.device) - 0.5) * 2 * tc.eye_noise for j in frames]
+        eyes = [self.eyes[j] + (torch.rand(self.eyes[j].shape, device=self.device) - 0.5) * 2 * tc.eye_noise
+                for j in frames]
         codes = m.audio_code(data.audio_ctx[frames])  # [F, dim_aud]
         pieces, shapes = [], []
         per_frame = tc.num_rays // len(frames)  # head and patch steps split the step's rays over the frames
@@ -297,19 +322,20 @@ class ERNeRFProgram(Program):
                 pix, shape = self.rays.random_pixels(per_frame), None
             origins, dirs = self.rays.rays(j, pix)
             pieces.append((origins, dirs, self.rays.background(j, pix), self.rays.target(j, pix),
-                           self.rays.in_face_box(j, pix), self.rays.head_mask(j, pix)))
+                           self.rays.in_face_box(j, pix), self.rays.head_mask(j, pix),
+                           self.rays.in_lower_face_box(j, pix)))
             shapes.append(shape)
-        origins, dirs, bg, target, face, head_mask = (torch.cat(t) for t in zip(*pieces))
+        origins, dirs, bg, target, face, head_mask, lower_face = (torch.cat(t) for t in zip(*pieces))
         counts = [p[0].shape[0] for p in pieces]
         if len(frames) == 1:  # one frame: shared code and eye value (the original's step)
             code, eye, ci = codes[0], eyes[0], (frames[0] if tc.individual_codes else None)
         else:  # per ray
             reps = torch.tensor(counts, device=self.device)
-            code, eye = codes.repeat_interleave(reps, dim=0), torch.stack(eyes).repeat_interleave(reps)
+            code, eye = codes.repeat_interleave(reps, dim=0), torch.stack(eyes).repeat_interleave(reps, dim=0)
             ci = torch.tensor(frames, device=self.device).repeat_interleave(reps) if tc.individual_codes else None
         out = render_head_rays(m.head, origins, dirs, bg, code, eye, ci, m.n_steps, m.grid, True, m.t_thresh,
                                m.min_near, use_uncertainty=tc.unc_loss and stage == "head")
-        return StepRays(out, target, face, head_mask, code, eye, ci, counts, shapes)
+        return StepRays(out, target, face, head_mask, code, eye, ci, counts, shapes, lower_face)
 
     def _lpips(self, pred: Tensor, target: Tensor, shape: tuple[int, ...]) -> Tensor:
         """LPIPS-alex between the rays laid out as images (``shape`` = (B, h, w)), inputs in [-1, 1]."""
@@ -345,7 +371,7 @@ class ERNeRFProgram(Program):
             m.torso_grid.update(lambda coords: m.torso(coords, c2w, j).alpha, step=0, force=True)
             return
         code = m.audio_code(data.audio_ctx[j:j + 1])[0]
-        m.grid.update(lambda p: m.head.density(p, code, data.eye[j]), step=0, force=True)
+        m.grid.update(lambda p: m.head.density(p, code, self.eyes[j]), step=0, force=True)
 
     def update(self, stage: str, it: int, loss: Tensor) -> dict[str, Any]:
         loss.backward()
@@ -373,12 +399,34 @@ class ERNeRFProgram(Program):
         return self.lpips_status
 
 
+def frame_data(cell: CellData, which: str, device: torch.device, mcfg: ModelConfig, head_pose: str) -> FrameData:
+    """``cell.train`` / ``cell.test`` on ``device`` with the model's audio input (the cell's windows, or the AVE
+    features as ``[N, 1, 512]`` windows) and the chosen head pose."""
+    audio = None
+    if mcfg.audio_source == "ave":
+        fs = getattr(cell, which)
+        if fs.ave is None:
+            path = ave_features_path(cell.cell_dir)
+            raise InputError(path, "AVE audio features missing (audio_source: ave)",
+                             f"run `snakemake {path}` (rule ave) first")
+        audio = np.asarray(fs.ave, np.float32)[:, None, :]  # [N, 1, 512]
+    return FrameData(cell, which, device, HeadFieldConfig.audio_context, audio=audio, head_pose=head_pose)
+
+
+def eye_values(data: FrameData, mcfg: ModelConfig) -> Tensor:
+    """The field's expression input per frame: ``[N]`` blink values or ``[N, 7]`` brow/blink values."""
+    return data.expression if mcfg.expression == "upper_face" else data.eye
+
+
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[ERNeRFModel, dict]:
     """``checkpoint.pt`` (or ``ckpt_latest.pt``) → (model on ``device`` in eval mode, the whole record)."""
     return load_model_checkpoint(path, FORMAT, build_model, device)
 
 
 def train(cell: CellData, cfg: dict[str, Any], out_dir: str | Path, device: torch.device,
-          stop_after: int | None = None) -> Path:
-    """Train ER-NeRF on ``cell.train``; returns the final checkpoint (resumes from ``ckpt_latest.pt``)."""
-    return run_program(ERNeRFProgram(cell, cfg, device), out_dir, stop_after)
+          stop_after: int | None = None, name: str = "ernerf") -> Path:
+    """Train ER-NeRF (or a method on its stack, ``name``: its logs' label) on ``cell.train``; returns the final
+    checkpoint (resumes from ``ckpt_latest.pt``)."""
+    program = ERNeRFProgram(cell, cfg, device)
+    program.name = name
+    return run_program(program, out_dir, stop_after)

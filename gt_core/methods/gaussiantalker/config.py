@@ -42,6 +42,7 @@ class TrainConfig:
     min_extent: float = 0.02  # metres: floor of the camera extent (a speaker who never moves has a zero spread)
     # "auto": the original feeds DeepSpeech logits raw, other features are standardised with training statistics
     audio_normalisation: str = "auto"
+    head_pose: str = "tracker"  # cameras: "tracker" (the pose rule's) or "stabilised" (SyncTalk's head-sync stabiliser)
     sh_degree_interval: int = 1000
     # densification (canonical stage only)
     densify_from: int = 1000

@@ -134,7 +134,7 @@ class GaussianTalkerMethod(Method):
         model, ckpt = T.load_checkpoint(checkpoint, device)
         check_fits_cell(checkpoint, ckpt, model.audio_dim, cell)
         tc = T.TrainConfig.from_dict(ckpt["train_config"])
-        data = T.FrameData(cell, "test", device, model.cfg.audio_context)
+        data = T.FrameData(cell, "test", device, model.cfg.audio_context, head_pose=tc.head_pose)
         sh_degree = T.sh_degree_at(tc, "deform", 1)
 
         synchronize(device)

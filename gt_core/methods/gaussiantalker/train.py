@@ -265,7 +265,7 @@ class GaussianTalkerProgram(Program):
         self.tc = TrainConfig.from_dict(cfg)
         self.mcfg = ModelConfig.from_dict(cfg)
         self.seed, self.checkpoint_every = self.tc.seed, self.tc.checkpoint_every
-        self.data = FrameData(cell, "train", self.device, self.mcfg.audio_context)
+        self.data = FrameData(cell, "train", self.device, self.mcfg.audio_context, head_pose=self.tc.head_pose)
         self.model: GaussianTalkerModel | None = None
         self.init_stats: dict[str, Any] = {}
 
