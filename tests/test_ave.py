@@ -284,3 +284,14 @@ def test_missing_wav_is_a_one_line_error(tmp_path):
         ave_train.ave_stage(cell, tmp_path / "ave", "tiny", progress=False)
     assert "\n" not in str(err.value) and "fix:" in str(err.value)
     assert main(["ave", "--cell", str(cell), "--out", str(tmp_path / "ave"), "--preset", "tiny"]) == 2
+
+
+def test_short_cell_trains_on_every_window_and_says_why_no_heldout_score():
+    from gt_core.preprocess.ave_train import preset, split_windows
+
+    cfg = preset("tiny")
+    short, long_ = split_windows(50, cfg), split_windows(250, cfg)
+    assert len(short.heldout) == 0 and "too few to hold windows out" in short.why and len(short.train) == 46
+    assert len(long_.heldout) > 0 and long_.why == "" and long_.train[-1] + 5 < long_.heldout[0]  # a gap between
+    with pytest.raises(InputError, match="too few for the AVE's split"):
+        split_windows(15, cfg)

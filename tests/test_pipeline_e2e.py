@@ -403,3 +403,18 @@ def test_deepspeech_features_through_the_dag(tiny_run, tmp_path, monkeypatch):
     assert feats.shape == (n_frames, 16, 29)
     direct = extract_audio_features(tiny_run / "results/demo/data/audio.wav", "deepspeech", n_frames, model=graph)
     np.testing.assert_array_equal(feats, direct)
+
+
+def test_synctalk_cells_get_an_ave_report(tiny_run):
+    """The `ave` rule ran for every cell of a config with synctalk: 512-d features for every video frame, and a
+    held-out sync score where the cell is long enough to hold windows out (4 s), its reason where not (2 s)."""
+    frames = np.load(tiny_run / "results/demo/data/frames.npy", mmap_mode="r")
+    for d, available in ((2, False), (4, True)):
+        ave = tiny_run / f"results/demo/{d}s/ave"
+        assert np.load(ave / "features.npy", mmap_mode="r").shape == (len(frames), 512)
+        report = json.loads((ave / "ave.json").read_text())
+        assert report["source"] == "trained in the pipeline" and report["heldout"]["available"] is available
+        if available:
+            assert 0.0 <= report["heldout"]["auc"] <= 1.0 and report["heldout"]["auc_chance"] == 0.5
+        else:
+            assert "too few" in report["heldout"]["reason"]

@@ -109,7 +109,8 @@ class Spans:
     """Face-window starts (indices into the training frames) of the trained and the held-out span."""
 
     train: np.ndarray  # [A] int64
-    heldout: np.ndarray  # [B] int64
+    heldout: np.ndarray  # [B] int64 (empty when the cell is too short to hold windows out: `why` says so)
+    why: str = ""
 
 
 def split_windows(n_frames: int, cfg: AVEConfig) -> Spans:
@@ -120,6 +121,11 @@ def split_windows(n_frames: int, cfg: AVEConfig) -> Spans:
     held0 = n_frames - n_held
     train_stop = held0 - SYNC_FRAMES  # frames [0, train_stop) train, [held0, n) held out
     min_span = cfg.max_shift + SYNC_FRAMES + 1
+    if (n_held < SYNC_FRAMES + cfg.min_shift + 1 or train_stop < min_span) and n_frames >= min_span:
+        # too short to hold windows out: train on every window, report the held-out score as unavailable
+        why = (f"{n_frames} training frames are too few to hold windows out (needs {min_span} trained + "
+               f"{SYNC_FRAMES + cfg.min_shift + 1} held-out frames)")
+        return Spans(np.arange(0, n_frames - SYNC_FRAMES + 1), np.zeros(0, np.int64), why)
     if n_held < SYNC_FRAMES + cfg.min_shift + 1 or train_stop < min_span:
         raise InputError(f"{n_frames} training frames", f"too few for the AVE's split (needs at least "
                          f"{min_span} trained + {SYNC_FRAMES + cfg.min_shift + 1} held-out frames)",
@@ -179,9 +185,11 @@ def train_sync(crops: np.ndarray, mel: np.ndarray, frame_ids: np.ndarray, cfg: A
         "train_seconds": seconds, "iterations": cfg.iterations, "loss": loss_summary(losses),
         "windows": {"train": int(len(spans.train)), "heldout": int(len(spans.heldout)),
                     "train_frames": [int(frame_ids[spans.train[0]]), int(frame_ids[spans.train[-1] + SYNC_FRAMES - 1]) + 1],
-                    "heldout_frames": [int(frame_ids[spans.heldout[0]]),
-                                       int(frame_ids[spans.heldout[-1] + SYNC_FRAMES - 1]) + 1]},
-        "heldout": sync_scores(model, centre, mels_all, spans.heldout, cfg),
+                    "heldout_frames": ([int(frame_ids[spans.heldout[0]]),
+                                        int(frame_ids[spans.heldout[-1] + SYNC_FRAMES - 1]) + 1]
+                                       if len(spans.heldout) else [])},
+        "heldout": (sync_scores(model, centre, mels_all, spans.heldout, cfg) if len(spans.heldout)
+                    else {"available": False, "reason": spans.why}),
         "train_fit": sync_scores(model, centre, mels_all, spans.train, cfg),
     }
     return model, record
@@ -340,8 +348,11 @@ def ave_stage(cell_dir: str | Path, out_dir: str | Path, preset_name: str = "dem
         state = {"audio_encoder": encoder.audio_encoder.state_dict(), "face_encoder": model.face.state_dict(),
                  "config": asdict(cfg), "source": info["source"]}
         h = record["heldout"]
-        log.info("AVE held-out sync: AUC %.3f (chance 0.5), offset accuracy %.3f (chance %.3f), %.1f s training",
-                 h["auc"], h["offset_accuracy"], h["offset_chance"], record["train_seconds"])
+        if h["available"]:
+            log.info("AVE held-out sync: AUC %.3f (chance 0.5), offset accuracy %.3f (chance %.3f), %.1f s training",
+                     h["auc"], h["offset_accuracy"], h["offset_chance"], record["train_seconds"])
+        else:
+            log.info("AVE held-out sync unavailable: %s", h["reason"])
     features = extract_features(encoder, mel, n_video)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_npy(out_dir / "features.npy", features)
