@@ -198,8 +198,7 @@ class ERNeRFProgram(Program):
 
     # ----------------------------------------------------------------------------------------- model lifecycle
     def start(self) -> None:
-        self.model = new_model(self.cell, self.cfg, self.device, self.data.audio_ctx[:, self.data.audio_ctx.shape[1] // 2]
-                               .cpu().numpy())
+        self.model = new_model(self.cell, self.cfg, self.device, audio_inputs(self.cell, "train", self.mcfg))
         self._prepare()
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -266,7 +265,8 @@ class ERNeRFProgram(Program):
         out, target, face = step.out, step.target, step.face
         terms: dict[str, Any] = {"lpips": None, "unc": None, "smooth": None, "anchor": None, "opacity": None}
         err = L.photometric(out.rgb, target, tc.criterion)  # [R]
-        terms["mse"] = float(((out.rgb - target) ** 2).mean().detach())
+        mse = err if tc.criterion == "mse" else L.photometric(out.rgb, target, "mse")  # [R], logged either way
+        terms["mse"] = float(mse.mean().detach())
         if stage == "head" and tc.unc_loss:
             sf = L.step_factor(it, tc.iterations_head)
             per_ray = L.uncertainty_photometric(out.rgb, target, out.uncertainty, face, sf, tc.criterion,
@@ -399,18 +399,23 @@ class ERNeRFProgram(Program):
         return self.lpips_status
 
 
+def audio_inputs(cell: CellData, which: str, mcfg: ModelConfig) -> np.ndarray:
+    """The model's per-frame audio input of ``cell.train`` / ``cell.test``: ``[N, 16, C]`` (the cell's windows) or
+    ``[N, 1, 512]`` (the AVE features, ``audio_source: ave``)."""
+    fs = getattr(cell, which)
+    if mcfg.audio_source != "ave":
+        return np.asarray(fs.audio, np.float32)
+    if fs.ave is None:
+        path = ave_features_path(cell.cell_dir)
+        raise InputError(path, "AVE audio features missing (audio_source: ave)", f"run `snakemake {path}` (rule ave) first")
+    return np.asarray(fs.ave, np.float32)[:, None, :]
+
+
 def frame_data(cell: CellData, which: str, device: torch.device, mcfg: ModelConfig, head_pose: str) -> FrameData:
-    """``cell.train`` / ``cell.test`` on ``device`` with the model's audio input (the cell's windows, or the AVE
-    features as ``[N, 1, 512]`` windows) and the chosen head pose."""
-    audio = None
-    if mcfg.audio_source == "ave":
-        fs = getattr(cell, which)
-        if fs.ave is None:
-            path = ave_features_path(cell.cell_dir)
-            raise InputError(path, "AVE audio features missing (audio_source: ave)",
-                             f"run `snakemake {path}` (rule ave) first")
-        audio = np.asarray(fs.ave, np.float32)[:, None, :]  # [N, 1, 512]
-    return FrameData(cell, which, device, HeadFieldConfig.audio_context, audio=audio, head_pose=head_pose)
+    """``cell.train`` / ``cell.test`` on ``device`` with the model's audio input (:func:`audio_inputs`) and the
+    chosen head pose."""
+    return FrameData(cell, which, device, HeadFieldConfig.audio_context, audio=audio_inputs(cell, which, mcfg),
+                     head_pose=head_pose)
 
 
 def eye_values(data: FrameData, mcfg: ModelConfig) -> Tensor:
