@@ -407,7 +407,8 @@ def audio_inputs(cell: CellData, which: str, mcfg: ModelConfig) -> np.ndarray:
         return np.asarray(fs.audio, np.float32)
     if fs.ave is None:
         path = ave_features_path(cell.cell_dir)
-        raise InputError(path, "AVE audio features missing (audio_source: ave)", f"run `snakemake {path}` (rule ave) first")
+        raise InputError(path, "AVE audio features missing (audio_source: ave)",
+                         f"run `snakemake {path}` (rule ave) first")
     return np.asarray(fs.ave, np.float32)[:, None, :]
 
 
